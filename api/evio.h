@@ -1,0 +1,217 @@
+/*
+ * evio.h — event-loop networking for C.
+ *
+ * The model is Go evio's: one call serves any number of addresses, every
+ * connection has an id, and the application reacts to events by writing
+ * output and returning an action.  A loop never blocks and never runs two
+ * events of one connection at the same time.
+ *
+ * Conventions used throughout this header:
+ *  - Functions that can fail return an int: 0 (or a non-negative value) on
+ *    success and a negative code on failure.  Codes are either -errno
+ *    (e.g. -ECONNRESET) or one of the EVIO_E* values below; evio_strerror()
+ *    turns any of them into a message.
+ *  - "Loop thread only" means: call it from inside an event callback of the
+ *    server (or of the connection) named in the arguments.  "Any thread"
+ *    means what it says, for as long as the server handle is valid.
+ *  - Every pointer argument is borrowed for the duration of the call unless
+ *    stated otherwise; evio never frees memory it did not allocate.
+ */
+#ifndef EVIO_H
+#define EVIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define EVIO_EXPORT __attribute__((visibility("default")))
+#else
+#define EVIO_EXPORT
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+/* evio's own error codes; all below -10000 so they never meet a -errno. */
+enum {
+    EVIO_EADDR     = -10001, /* malformed address string */
+    EVIO_ESCHEME   = -10002, /* unknown address scheme */
+    EVIO_EOPTION   = -10003, /* unknown or malformed address option */
+    EVIO_ENOADDR   = -10004, /* serve called with no address */
+    EVIO_EBACKEND  = -10005, /* the poller failed in a way that cannot be retried */
+    EVIO_ESHUTDOWN = -10006, /* the server is shutting down */
+    EVIO_ENOTFOUND = -10007, /* no connection with that id */
+    EVIO_EINVAL    = -10008, /* an argument is out of range or NULL */
+};
+
+/* A static, human-readable message for any code returned by evio, including
+ * negative errno values.  Never returns NULL.  Any thread. */
+EVIO_EXPORT const char *evio_strerror(int err);
+
+/* The name of the backend this library was built with: "epoll", "kqueue",
+ * "libev" or "libuv".  Any thread. */
+EVIO_EXPORT const char *evio_backend_name(void);
+
+/* ---------------------------------------------------------------- types */
+
+/* What an event asks the loop to do next. */
+typedef enum evio_action {
+    EVIO_NONE = 0,  /* carry on */
+    EVIO_CLOSE,     /* flush pending output, then close; closed() fires */
+    EVIO_DETACH,    /* flush pending output, then hand the fd over; detached() fires */
+    EVIO_SHUTDOWN   /* close every connection and listener, return from serve */
+} evio_action;
+
+/* The server: valid from serving() until evio_serve() returns. */
+typedef struct evio_server evio_server;
+
+/* A connection: valid from opened() until closed() or detached() returns.
+ * Across threads, refer to a connection by its id, never by this pointer. */
+typedef struct evio_conn evio_conn;
+
+/* What opened() learns about a new connection.  The pointers are valid only
+ * during the opened() call; copy what you need to keep. */
+typedef struct evio_info {
+    int listener;                  /* index into serve's addrs[] */
+    const struct sockaddr *local;  /* our end */
+    socklen_t local_len;
+    const struct sockaddr *remote; /* the peer; for unix sockets often unnamed */
+    socklen_t remote_len;
+} evio_info;
+
+/* The callbacks.  Any of them may be NULL.  Every callback runs on the loop
+ * thread; a connection's callbacks never run concurrently. */
+typedef struct evio_events {
+    /* Yours: evio never looks at it.  Read it back with evio_server_udata(). */
+    void *udata;
+
+    /* Once, after every listener is bound, before any other event.  Bound
+     * addresses (port 0 resolved) are available via evio_server_addr(). */
+    evio_action (*serving)(evio_server *srv);
+
+    /* A connection was accepted.  Always the connection's first event.  May
+     * write output and set options (evio_conn_set_keepalive, ...).
+     * EVIO_SHUTDOWN here shuts the server down. */
+    evio_action (*opened)(evio_conn *c, const evio_info *info);
+
+    /* Exactly once per opened connection that was not detached.  err is 0
+     * for a clean close (ours or the peer's) and a negative code otherwise
+     * (e.g. -ECONNRESET).  The return value is ignored unless it is
+     * EVIO_SHUTDOWN.  No output can be written any more. */
+    evio_action (*closed)(evio_conn *c, int err);
+
+    /* After EVIO_DETACH: pending output has been written and the fd was
+     * removed from the poller and put back in blocking mode.  The fd is now
+     * yours to use and close; closed() will not fire.  The return value is
+     * ignored unless it is EVIO_SHUTDOWN. */
+    evio_action (*detached)(evio_conn *c, int fd);
+
+    /* Bytes arrived.  in points into the loop's read buffer and is valid
+     * only during the call.  After evio_wake() data fires with in == NULL
+     * and len == 0, so you can send what a background job prepared. */
+    evio_action (*data)(evio_conn *c, const void *in, size_t len);
+
+    /* Around every write attempt to the socket: amount is what evio is
+     * about to write; written what the kernel took and remaining what is
+     * still buffered.  Output written from these is sent in order. */
+    evio_action (*prewrite)(evio_conn *c, size_t amount);
+    evio_action (*postwrite)(evio_conn *c, size_t written, size_t remaining);
+
+    /* First fires right after serving(), then again after *delay_ns
+     * nanoseconds (measured from when it was due, so a slow callback does
+     * not make the period drift).  *delay_ns is 0 on entry.  A delay below
+     * one millisecond (zero and negative included) is raised to one
+     * millisecond, so a careless tick can never spin the CPU. */
+    evio_action (*tick)(evio_server *srv, int64_t *delay_ns);
+} evio_events;
+
+/* ---------------------------------------------------------------- serving */
+
+/* Bind every address and run the loop until an event returns EVIO_SHUTDOWN.
+ *
+ * Addresses: "tcp://host:port", "tcp4://…", "tcp6://[::1]:port",
+ * "unix://path" ("unix:///tmp/s" is the absolute path /tmp/s); no scheme
+ * means tcp.  An empty host ("tcp://:5000", ":5000") means every local
+ * address; port 0 lets the kernel choose.  Options follow as a query:
+ * "?reuseport=true" sets SO_REUSEPORT.  A stale unix socket file left by an
+ * earlier run is replaced; the file is removed again on shutdown.
+ *
+ * events and addrs are borrowed until evio_serve returns.  Blocks the
+ * calling thread, which becomes the loop thread.  Returns 0 after a
+ * shutdown, or a negative code if an address is malformed or cannot be
+ * bound (nothing is left bound then) or the poller fails. */
+EVIO_EXPORT int evio_serve(const evio_events *events, const char *const addrs[],
+                           size_t naddrs);
+
+/* The udata of the evio_events this server runs.  Any thread. */
+EVIO_EXPORT void *evio_server_udata(const evio_server *srv);
+
+/* The number of addresses the server listens on, and the i-th as bound
+ * (port 0 resolved to the real port).  The returned pointer is valid until
+ * evio_serve returns; *len receives its length when len is not NULL.
+ * Returns NULL if i is out of range.  Any thread. */
+EVIO_EXPORT size_t evio_server_naddrs(const evio_server *srv);
+EVIO_EXPORT const struct sockaddr *evio_server_addr(const evio_server *srv, size_t i,
+                                                    socklen_t *len);
+
+/* Make data(c, NULL, 0) fire soon on the connection with this id, on its
+ * loop.  Wakes coalesce: many calls before the loop gets to it fire data
+ * once, and a call is never lost (a data event always follows the last
+ * call).  Any thread, also from inside callbacks and signal-free contexts.
+ * Returns 0, or EVIO_ENOTFOUND if no open connection has this id. */
+EVIO_EXPORT int evio_wake(evio_server *srv, uint64_t id);
+
+/* Shut the server down as if an event had returned EVIO_SHUTDOWN: every
+ * connection is closed (closed() fires for each), listeners are closed and
+ * evio_serve returns 0.  Any thread; returns at once, before the shutdown
+ * is complete.  Returns 0. */
+EVIO_EXPORT int evio_server_shutdown(evio_server *srv);
+
+/* ---------------------------------------------------------------- connections */
+
+/* Queue len bytes of output on c; they are copied, so buf may be reused at
+ * once.  Output is sent in order: evio attempts the write as soon as the
+ * current event returns and keeps whatever the socket would not take until
+ * it is writable.  Loop thread only.  Returns 0, -ENOMEM, or EVIO_ESHUTDOWN
+ * once the connection is closing after a CLOSE/DETACH. */
+EVIO_EXPORT int evio_write(evio_conn *c, const void *buf, size_t len);
+
+/* Bytes of output queued on c that the socket has not taken yet.
+ * Loop thread only. */
+EVIO_EXPORT size_t evio_conn_pending(const evio_conn *c);
+
+/* The connection's id: unique for the life of the server, never reused,
+ * never 0, unrelated to its fd.  Loop thread only (ids themselves may be
+ * passed to any thread). */
+EVIO_EXPORT uint64_t evio_conn_id(const evio_conn *c);
+
+/* The user context of c, NULL until set.  evio never looks at it or frees
+ * it; free it in closed()/detached() if you own it.  Loop thread only. */
+EVIO_EXPORT void *evio_conn_context(const evio_conn *c);
+EVIO_EXPORT void evio_conn_set_context(evio_conn *c, void *ctx);
+
+/* The server c belongs to.  Loop thread only. */
+EVIO_EXPORT evio_server *evio_conn_server(const evio_conn *c);
+
+/* Enable TCP keep-alive with this idle time in seconds (also used as the
+ * probe interval), or disable it with 0.  Returns 0, -ENOTSUP for unix
+ * sockets, or -errno.  Loop thread only. */
+EVIO_EXPORT int evio_conn_set_keepalive(evio_conn *c, int seconds);
+
+/* ---------------------------------------------------------------- addresses */
+
+/* Format sa as an address string evio_serve accepts: "tcp://1.2.3.4:80",
+ * "tcp://[::1]:80" or "unix:///path".  Writes at most size bytes including
+ * the terminating NUL.  Returns the length of the full string (as snprintf
+ * does) or a negative code for an unsupported family.  Any thread. */
+EVIO_EXPORT int evio_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
+                                 size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* EVIO_H */
