@@ -1,0 +1,210 @@
+/* addr.c — address strings: "scheme://host:port?opt=val" to sockaddrs and back. */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "internal.h"
+
+#define EVIO__ADDR_MAX 1024 /* longer strings are refused, not truncated */
+
+static int parse_bool(const char *v, size_t n, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    for (size_t i = 0; i < 4; i++) {
+        if (strlen(yes[i]) == n && strncmp(v, yes[i], n) == 0)
+            return *out = true, 0;
+        if (strlen(no[i]) == n && strncmp(v, no[i], n) == 0)
+            return *out = false, 0;
+    }
+    return EVIO_EOPTION;
+}
+
+/* "k=v&k=v"; every key must be known. */
+static int parse_options(const char *q, evio__addr *out)
+{
+    while (*q) {
+        const char *end = strchr(q, '&');
+        size_t n = end ? (size_t)(end - q) : strlen(q);
+        const char *eq = memchr(q, '=', n);
+        if (!eq)
+            return EVIO_EOPTION;
+        size_t klen = (size_t)(eq - q);
+        if (klen == 9 && strncmp(q, "reuseport", 9) == 0) {
+            if (parse_bool(eq + 1, n - klen - 1, &out->reuseport))
+                return EVIO_EOPTION;
+        } else {
+            return EVIO_EOPTION;
+        }
+        q += n + (end ? 1 : 0);
+    }
+    return 0;
+}
+
+static int parse_port(const char *s, size_t n, in_port_t *out)
+{
+    if (n == 0 || n > 5)
+        return EVIO_EADDR;
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return EVIO_EADDR;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v > 65535)
+        return EVIO_EADDR;
+    *out = htons((in_port_t)v);
+    return 0;
+}
+
+/* host may be empty (every address), numeric, or a name.  Names go through
+ * getaddrinfo: evio_serve runs before the loop, so blocking here is fine. */
+static int resolve_host(const char *host, int family, in_port_t port, evio__addr *out)
+{
+    if (!*host) {
+        if (family == AF_INET) {
+            struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
+            sin->sin_family = AF_INET;
+            sin->sin_addr.s_addr = htonl(INADDR_ANY);
+            sin->sin_port = port;
+            out->len = sizeof *sin;
+        } else {
+            struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
+            sin6->sin6_family = AF_INET6;
+            sin6->sin6_addr = in6addr_any;
+            sin6->sin6_port = port;
+            out->len = sizeof *sin6;
+            out->dualstack = family == AF_UNSPEC;
+        }
+        return 0;
+    }
+    struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM}, *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return EVIO_EADDR;
+    memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
+    out->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    if (out->sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&out->sa)->sin_port = port;
+    else
+        ((struct sockaddr_in6 *)&out->sa)->sin6_port = port;
+    return 0;
+}
+
+static int parse_unix(const char *path, size_t n, evio__addr *out)
+{
+    struct sockaddr_un *sun = (struct sockaddr_un *)&out->sa;
+    if (n == 0 || n >= sizeof sun->sun_path || memchr(path, '\0', n))
+        return EVIO_EADDR;
+    sun->sun_family = AF_UNIX;
+    memcpy(sun->sun_path, path, n);
+    sun->sun_path[n] = '\0';
+    out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+int evio__addr_parse(const char *s, evio__addr *out)
+{
+    *out = (evio__addr){.socktype = SOCK_STREAM};
+    if (!s || strnlen(s, EVIO__ADDR_MAX + 1) > EVIO__ADDR_MAX)
+        return EVIO_EADDR;
+
+    int family = AF_UNSPEC;
+    bool is_unix = false;
+    const char *rest = s, *sep = strstr(s, "://");
+    if (sep) {
+        size_t n = (size_t)(sep - s);
+        if (n == 3 && strncmp(s, "tcp", 3) == 0)
+            family = AF_UNSPEC;
+        else if (n == 4 && strncmp(s, "tcp4", 4) == 0)
+            family = AF_INET;
+        else if (n == 4 && strncmp(s, "tcp6", 4) == 0)
+            family = AF_INET6;
+        else if (n == 4 && strncmp(s, "unix", 4) == 0)
+            is_unix = true;
+        else
+            return EVIO_ESCHEME;
+        rest = sep + 3;
+    }
+
+    const char *q = strchr(rest, '?');
+    size_t n = q ? (size_t)(q - rest) : strlen(rest);
+    if (q) {
+        int err = parse_options(q + 1, out);
+        if (err)
+            return err;
+    }
+    if (is_unix)
+        return parse_unix(rest, n, out);
+
+    /* host:port, [v6]:port or :port */
+    char host[256];
+    const char *colon;
+    size_t hlen;
+    const char *hstart = rest;
+    if (n > 0 && rest[0] == '[') {
+        const char *close = memchr(rest, ']', n);
+        if (!close || close + 1 >= rest + n || close[1] != ':')
+            return EVIO_EADDR;
+        hstart = rest + 1;
+        hlen = (size_t)(close - hstart);
+        colon = close + 1;
+        if (family == AF_UNSPEC)
+            family = AF_INET6;
+        if (family != AF_INET6)
+            return EVIO_EADDR;
+    } else {
+        colon = NULL;
+        for (const char *p = rest; p < rest + n; p++)
+            if (*p == ':')
+                colon = p;
+        if (!colon)
+            return EVIO_EADDR;
+        hlen = (size_t)(colon - rest);
+        if (memchr(rest, ':', hlen)) /* a bare v6 address needs brackets */
+            return EVIO_EADDR;
+    }
+    if (hlen >= sizeof host)
+        return EVIO_EADDR;
+    memcpy(host, hstart, hlen);
+    host[hlen] = '\0';
+
+    in_port_t port;
+    if (parse_port(colon + 1, (size_t)(rest + n - colon - 1), &port))
+        return EVIO_EADDR;
+    return resolve_host(host, family, port, out);
+}
+
+int evio_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (!sa || len < (socklen_t)sizeof sa->sa_family)
+        return EVIO_EINVAL;
+    switch (sa->sa_family) {
+    case AF_INET: {
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
+        return snprintf(buf, size, "tcp://%s:%u", host, ntohs(sin->sin_port));
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
+        return snprintf(buf, size, "tcp://[%s]:%u", host, ntohs(sin6->sin6_port));
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;
+        size_t plen = len > offsetof(struct sockaddr_un, sun_path)
+                          ? strnlen(sun->sun_path, len - offsetof(struct sockaddr_un, sun_path))
+                          : 0;
+        return snprintf(buf, size, "unix://%.*s", (int)plen, sun->sun_path);
+    }
+    }
+    return -EAFNOSUPPORT;
+}

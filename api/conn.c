@@ -1,0 +1,355 @@
+/* conn.c — a connection's life: accept, read, write, actions, close, detach.
+ *
+ * Output is queued by evio_write() and flushed once, after the event that
+ * wrote it returns: one send() per event at most, and write interest is
+ * armed only when the socket would not take everything, so a request that
+ * fits pays one read and one write and nothing else. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* the BSDs: SO_NOSIGPIPE is set on the socket instead */
+#endif
+
+static void conn_update(evio_conn *c);
+
+static const evio_events *events_of(const evio_conn *c)
+{
+    return c->loop->srv->ev;
+}
+
+/* Record what an action asks; the I/O it implies happens in conn_update. */
+static void conn_apply(evio_conn *c, evio_action a)
+{
+    switch (a) {
+    case EVIO_NONE:
+        break;
+    case EVIO_CLOSE:
+        c->flags |= EVIO__CONN_CLOSING;
+        break;
+    case EVIO_DETACH:
+        c->flags |= EVIO__CONN_DETACHING;
+        break;
+    case EVIO_SHUTDOWN:
+        evio__server_act(c->loop->srv, a);
+        break;
+    }
+}
+
+static void conn_unlink(evio_conn *c)
+{
+    evio__loop *l = c->loop;
+    c->flags |= EVIO__CONN_DEAD;
+    evio__loop_unwatch(l, c->fd, c->interest);
+    c->interest = 0;
+    pthread_mutex_lock(&l->lock);
+    evio__idmap_del(&l->ids, c->id);
+    pthread_mutex_unlock(&l->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    l->nconns--;
+    c->prev = NULL;
+    c->next = l->graves; /* freed after the batch: callers may still hold c */
+    l->graves = c;
+    if (l->accept_paused) /* an fd just came free */
+        evio__loop_resume_accept(l);
+}
+
+void evio__conn_close(evio_conn *c, int err)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return;
+    int fd = c->fd;
+    conn_unlink(c);
+    close(fd);
+    c->fd = -1;
+    const evio_events *ev = events_of(c);
+    if (ev->closed)
+        evio__server_act(c->loop->srv, ev->closed(c, err));
+}
+
+static void conn_detach(evio_conn *c)
+{
+    int fd = c->fd;
+    const evio_events *ev = events_of(c);
+    if (!ev->detached) { /* nobody to hand the fd to */
+        evio__conn_close(c, 0);
+        return;
+    }
+    conn_unlink(c);
+    c->fd = -1;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    evio__server_act(c->loop->srv, ev->detached(c, fd));
+}
+
+/* One write attempt, wrapped in prewrite/postwrite. */
+static void conn_flush(evio_conn *c)
+{
+    const evio_events *ev = events_of(c);
+    if (ev->prewrite)
+        conn_apply(c, ev->prewrite(c, evio__buf_len(&c->out)));
+    size_t len = evio__buf_len(&c->out);
+    if (len == 0)
+        return;
+    ssize_t n = send(c->fd, c->out.data + c->out.head, len, MSG_NOSIGNAL);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            evio__conn_close(c, -errno);
+            return;
+        }
+        n = 0;
+    }
+    evio__buf_consume(&c->out, (size_t)n);
+    if (ev->postwrite)
+        conn_apply(c, ev->postwrite(c, (size_t)n, evio__buf_len(&c->out)));
+}
+
+static void conn_read(evio_conn *c)
+{
+    evio__loop *l = c->loop;
+    ssize_t n = recv(c->fd, l->rbuf, sizeof l->rbuf, 0);
+    if (n > 0) {
+        const evio_events *ev = events_of(c);
+        if (ev->data)
+            conn_apply(c, ev->data(c, l->rbuf, (size_t)n));
+    } else if (n == 0) {
+        c->flags |= EVIO__CONN_CLOSING; /* the peer is done: flush, then close */
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        evio__conn_close(c, -errno);
+    }
+}
+
+/* Bring the socket in line with the connection's state: flush new output,
+ * finish a close or detach, and watch exactly what is needed. */
+static void conn_update(evio_conn *c)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return;
+    if (evio__buf_len(&c->out) && !(c->interest & EVIO__WRITE)) {
+        conn_flush(c);
+        if (c->flags & EVIO__CONN_DEAD)
+            return;
+    }
+    size_t pending = evio__buf_len(&c->out);
+    if (!pending && (c->flags & EVIO__CONN_DETACHING)) {
+        conn_detach(c);
+        return;
+    }
+    if (!pending && (c->flags & EVIO__CONN_CLOSING)) {
+        evio__conn_close(c, 0);
+        return;
+    }
+    unsigned want = (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING)) ? 0 : EVIO__READ;
+    if (pending)
+        want |= EVIO__WRITE;
+    if (want != c->interest) {
+        int err = evio__loop_rewatch(c->loop, c->fd, c->interest, want);
+        if (err) {
+            evio__conn_close(c, err);
+            return;
+        }
+        c->interest = want;
+    }
+}
+
+void evio__conn_after(evio_conn *c, evio_action a)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return;
+    conn_apply(c, a);
+    conn_update(c);
+}
+
+void evio__conn_ready(evio_conn *c, unsigned mask)
+{
+    if ((mask & EVIO__WRITE) && (c->interest & EVIO__WRITE)) {
+        conn_flush(c);
+        if (c->flags & EVIO__CONN_DEAD)
+            return;
+    }
+    if ((mask & EVIO__READ) && (c->interest & EVIO__READ)) {
+        conn_read(c);
+        if (c->flags & EVIO__CONN_DEAD)
+            return;
+    }
+    conn_update(c);
+}
+
+static void conn_open(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr *ra,
+                      socklen_t rlen)
+{
+    evio_server *srv = l->srv;
+    evio_conn *c = calloc(1, sizeof *c);
+    if (!c) {
+        close(fd);
+        return;
+    }
+    int one = 1;
+    c->is_unix = ln->addr.sa.ss_family == AF_UNIX;
+    if (!c->is_unix) /* small replies must not wait for Nagle */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef SO_NOSIGPIPE
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+    c->loop = l;
+    c->fd = fd;
+    c->listener = ln->index;
+    c->id = l->next_seq++ * (uint64_t)srv->nloops + (uint64_t)l->index + 1;
+
+    pthread_mutex_lock(&l->lock);
+    int err = evio__idmap_put(&l->ids, c->id, c);
+    pthread_mutex_unlock(&l->lock);
+    if (!err)
+        err = evio__loop_watch(l, fd, EVIO__SLOT_CONN, c, EVIO__READ);
+    if (err) {
+        pthread_mutex_lock(&l->lock);
+        evio__idmap_del(&l->ids, c->id);
+        pthread_mutex_unlock(&l->lock);
+        close(fd);
+        free(c);
+        return;
+    }
+    c->interest = EVIO__READ;
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    l->nconns++;
+
+    const evio_events *ev = srv->ev;
+    if (!ev->opened)
+        return;
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &llen) < 0)
+        llen = 0;
+    evio_info info = {
+        .listener = ln->index,
+        .local = (const struct sockaddr *)&local,
+        .local_len = llen,
+        .remote = ra,
+        .remote_len = rlen,
+    };
+    evio__conn_after(c, ev->opened(c, &info));
+}
+
+static bool accept_paused_by(int err)
+{
+    switch (err) {
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case EINTR:
+    case ECONNABORTED:
+    case EPROTO:
+        return false;
+    }
+    /* EMFILE, ENFILE, ENOBUFS, ENOMEM and anything unexpected: retrying at
+     * once would fail again and, level-triggered, spin. */
+    return true;
+}
+
+void evio__accept(evio__loop *l, evio__listener *ln)
+{
+    for (int i = 0; i < EVIO__ACCEPT_BUDGET && !atomic_load(&l->srv->shutdown); i++) {
+        struct sockaddr_storage ra;
+        socklen_t rlen = sizeof ra;
+#ifdef HAVE_ACCEPT4
+        int fd = accept4(ln->fd, (struct sockaddr *)&ra, &rlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+        int fd = accept(ln->fd, (struct sockaddr *)&ra, &rlen);
+        if (fd >= 0 && (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)) {
+            close(fd);
+            continue;
+        }
+#endif
+        if (fd < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return;
+            if (accept_paused_by(errno)) {
+                evio__loop_pause_accept(l);
+                return;
+            }
+            continue;
+        }
+        conn_open(l, ln, fd, (struct sockaddr *)&ra, rlen);
+    }
+}
+
+/* ---------------------------------------------------------------- public */
+
+int evio_write(evio_conn *c, const void *buf, size_t len)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    if (!buf && len)
+        return EVIO_EINVAL;
+    return evio__buf_append(&c->out, buf, len);
+}
+
+size_t evio_conn_pending(const evio_conn *c)
+{
+    return evio__buf_len(&c->out);
+}
+
+uint64_t evio_conn_id(const evio_conn *c)
+{
+    return c->id;
+}
+
+void *evio_conn_context(const evio_conn *c)
+{
+    return c->ctx;
+}
+
+void evio_conn_set_context(evio_conn *c, void *ctx)
+{
+    c->ctx = ctx;
+}
+
+evio_server *evio_conn_server(const evio_conn *c)
+{
+    return c->loop->srv;
+}
+
+int evio_conn_set_keepalive(evio_conn *c, int seconds)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    if (c->is_unix)
+        return -ENOTSUP;
+    if (seconds < 0)
+        return EVIO_EINVAL;
+    int on = seconds > 0;
+    if (setsockopt(c->fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on) < 0)
+        return -errno;
+    if (!on)
+        return 0;
+#if defined(TCP_KEEPIDLE)
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPIDLE, &seconds, sizeof seconds) < 0)
+        return -errno;
+#elif defined(TCP_KEEPALIVE) /* macOS */
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPALIVE, &seconds, sizeof seconds) < 0)
+        return -errno;
+#endif
+#ifdef TCP_KEEPINTVL
+    if (setsockopt(c->fd, IPPROTO_TCP, TCP_KEEPINTVL, &seconds, sizeof seconds) < 0)
+        return -errno;
+#endif
+    return 0;
+}

@@ -1,0 +1,85 @@
+/* listener.c — binding and unbinding listening sockets. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int listener_socket(const evio__addr *a)
+{
+    int fd = socket(a->sa.ss_family, a->socktype, 0);
+    if (fd < 0)
+        return -errno;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+        goto fail;
+    int one = 1, zero = 0;
+    if (a->sa.ss_family != AF_UNIX &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        goto fail;
+    if (a->reuseport) {
+#ifdef SO_REUSEPORT
+        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0)
+            goto fail;
+#else
+        close(fd);
+        return -ENOTSUP;
+#endif
+    }
+    if (a->sa.ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, a->dualstack ? &zero : &one, sizeof one) < 0)
+        goto fail;
+    return fd;
+fail:;
+    int err = -errno;
+    close(fd);
+    return err;
+}
+
+/* A socket file left by an earlier run would make bind fail with
+ * EADDRINUSE; replace it, but never a file that is not a socket. */
+static void remove_stale_socket(const evio__addr *a)
+{
+    const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->sa;
+    struct stat st;
+    if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
+        unlink(sun->sun_path);
+}
+
+int evio__listener_open(evio__listener *l, const evio__addr *a, int index)
+{
+    *l = (evio__listener){.fd = -1, .index = index, .addr = *a};
+    int fd = listener_socket(a);
+    if (fd < 0)
+        return fd;
+    if (a->sa.ss_family == AF_UNIX)
+        remove_stale_socket(a);
+    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 || listen(fd, SOMAXCONN) < 0)
+        goto fail;
+    if (a->sa.ss_family != AF_UNIX) {
+        l->addr.len = sizeof l->addr.sa;
+        if (getsockname(fd, (struct sockaddr *)&l->addr.sa, &l->addr.len) < 0)
+            goto fail;
+    }
+    l->fd = fd;
+    return 0;
+fail:;
+    int err = -errno;
+    close(fd);
+    return err;
+}
+
+void evio__listener_close(evio__listener *l)
+{
+    if (l->fd < 0)
+        return;
+    close(l->fd);
+    l->fd = -1;
+    if (l->addr.sa.ss_family == AF_UNIX)
+        unlink(((struct sockaddr_un *)&l->addr.sa)->sun_path);
+}

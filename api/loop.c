@@ -1,0 +1,186 @@
+/* loop.c — one event loop: the fd table, the poll/dispatch cycle, timers. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+int64_t evio__now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int evio__loop_init(evio__loop *l, evio_server *srv, int index)
+{
+    l->srv = srv;
+    l->index = index;
+    atomic_init(&l->wake_signaled, 0);
+    int err = pthread_mutex_init(&l->lock, NULL);
+    if (err)
+        return -err;
+    l->poller = evio__backend.create();
+    if (!l->poller) {
+        err = errno ? -errno : EVIO_EBACKEND;
+        pthread_mutex_destroy(&l->lock);
+        return err;
+    }
+    return 0;
+}
+
+void evio__loop_destroy(evio__loop *l)
+{
+    if (l->poller)
+        evio__backend.destroy(l->poller);
+    l->poller = NULL;
+    pthread_mutex_destroy(&l->lock);
+    evio__idmap_free(&l->ids);
+    free(l->slots);
+    free(l->wakeq);
+    free(l->wakeq_spare);
+}
+
+static int ensure_slot(evio__loop *l, int fd)
+{
+    if (fd < l->nslots)
+        return 0;
+    int n = l->nslots ? l->nslots : 256;
+    while (n <= fd)
+        n *= 2;
+    evio__slot *s = realloc(l->slots, (size_t)n * sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    memset(s + l->nslots, 0, (size_t)(n - l->nslots) * sizeof *s);
+    l->slots = s;
+    l->nslots = n;
+    return 0;
+}
+
+int evio__loop_watch(evio__loop *l, int fd, int kind, void *ptr, unsigned mask)
+{
+    int err = ensure_slot(l, fd);
+    if (!err && mask)
+        err = evio__backend.set(l->poller, fd, 0, mask);
+    if (err)
+        return err;
+    l->slots[fd] = (evio__slot){.ptr = ptr, .since = l->batch, .kind = kind};
+    return 0;
+}
+
+int evio__loop_rewatch(evio__loop *l, int fd, unsigned old_mask, unsigned new_mask)
+{
+    return evio__backend.set(l->poller, fd, old_mask, new_mask);
+}
+
+void evio__loop_unwatch(evio__loop *l, int fd, unsigned old_mask)
+{
+    if (old_mask)
+        evio__backend.set(l->poller, fd, old_mask, 0);
+    if (fd < l->nslots)
+        l->slots[fd] = (evio__slot){0};
+}
+
+/* accept() failed for want of fds or memory: under level triggering the
+ * listener would stay ready and spin the loop, so stop watching it and try
+ * again on a timer or as soon as one of our connections closes. */
+void evio__loop_pause_accept(evio__loop *l)
+{
+    evio_server *srv = l->srv;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        evio__listener *ln = &srv->listeners[i];
+        if (ln->active && evio__loop_rewatch(l, ln->fd, EVIO__READ, 0) == 0)
+            ln->active = false;
+    }
+    l->accept_paused = true;
+    l->accept_retry_at = evio__now_ns() + EVIO__ACCEPT_RETRY_NS;
+}
+
+void evio__loop_resume_accept(evio__loop *l)
+{
+    evio_server *srv = l->srv;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        evio__listener *ln = &srv->listeners[i];
+        if (!ln->active && ln->fd >= 0 && evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
+            ln->active = true;
+    }
+    l->accept_paused = false;
+}
+
+static void fire_tick(evio_server *srv, int64_t now)
+{
+    int64_t delay = 0;
+    evio_action a = srv->ev->tick(srv, &delay);
+    if (delay < EVIO__MIN_TICK_NS)
+        delay = EVIO__MIN_TICK_NS;
+    /* From when it was due, so the period does not drift; but a loop that
+     * fell a whole period behind starts afresh rather than firing a burst. */
+    srv->tick_due += delay;
+    if (srv->tick_due <= now)
+        srv->tick_due = now + delay;
+    evio__server_act(srv, a);
+}
+
+/* Fire what is due; return how long poll may sleep (-1: indefinitely). */
+static int64_t run_timers(evio__loop *l)
+{
+    evio_server *srv = l->srv;
+    bool ticks = l->index == 0 && srv->tick_due;
+    if (!ticks && !l->accept_paused)
+        return -1;
+    int64_t now = evio__now_ns(), timeout = -1;
+    if (l->accept_paused && now >= l->accept_retry_at)
+        evio__loop_resume_accept(l);
+    if (ticks && now >= srv->tick_due)
+        fire_tick(srv, now);
+    if (ticks)
+        timeout = srv->tick_due - now;
+    if (l->accept_paused && (timeout < 0 || l->accept_retry_at - now < timeout))
+        timeout = l->accept_retry_at - now;
+    return timeout < 0 ? 0 : timeout;
+}
+
+void evio__loop_bury(evio__loop *l)
+{
+    while (l->graves) {
+        evio_conn *c = l->graves;
+        l->graves = c->next;
+        evio__buf_free(&c->out);
+        free(c);
+    }
+}
+
+int evio__loop_run(evio__loop *l)
+{
+    evio_server *srv = l->srv;
+    while (!atomic_load(&srv->shutdown)) {
+        int64_t timeout = run_timers(l);
+        if (atomic_load(&srv->shutdown))
+            break;
+        int n = evio__backend.poll(l->poller, l->fired, EVIO__MAX_EVENTS, timeout);
+        if (n < 0)
+            return n; /* a broken poller fails fast instead of spinning */
+        l->batch++;
+        for (int i = 0; i < n && !atomic_load(&srv->shutdown); i++) {
+            const evio__event *e = &l->fired[i];
+            if (e->fd < 0 || e->fd >= l->nslots)
+                continue;
+            const evio__slot *s = &l->slots[e->fd];
+            /* Empty: closed by an earlier callback in this batch.  Filled in
+             * this batch: the fd number was reused and the event is stale. */
+            if (!s->ptr || s->since >= l->batch)
+                continue;
+            if (s->kind == EVIO__SLOT_LISTENER)
+                evio__accept(l, s->ptr);
+            else
+                evio__conn_ready(s->ptr, e->mask);
+        }
+        if (atomic_load(&l->wake_signaled))
+            evio__loop_process_wakes(l);
+        evio__loop_bury(l);
+    }
+    return 0;
+}
