@@ -166,6 +166,13 @@ static void conn_update(evio_conn *c)
     }
 }
 
+void evio__conn_shutdown(evio_conn *c)
+{
+    if (evio__buf_len(&c->out))
+        conn_flush(c); /* one last non-blocking attempt */
+    evio__conn_close(c, 0);
+}
+
 void evio__conn_after(evio_conn *c, evio_action a)
 {
     if (c->flags & EVIO__CONN_DEAD)

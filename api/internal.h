@@ -167,6 +167,7 @@ void evio__accept(evio__loop *l, evio__listener *ln);
 void evio__conn_ready(evio_conn *c, unsigned mask);
 void evio__conn_after(evio_conn *c, evio_action a);
 void evio__conn_close(evio_conn *c, int err);
+void evio__conn_shutdown(evio_conn *c);
 
 /* server-wide (server.c) */
 void evio__server_act(evio_server *srv, evio_action a);

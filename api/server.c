@@ -18,13 +18,8 @@ static void server_close_all(evio_server *srv)
 {
     for (int i = 0; i < srv->nloops; i++) {
         evio__loop *l = &srv->loops[i];
-        while (l->conns) {
-            evio_conn *c = l->conns;
-            if (evio__buf_len(&c->out))
-                evio__conn_after(c, EVIO_NONE); /* one non-blocking flush */
-            if (l->conns == c)
-                evio__conn_close(c, 0);
-        }
+        while (l->conns)
+            evio__conn_shutdown(l->conns);
         evio__loop_bury(l);
     }
     for (size_t i = 0; i < srv->nlisteners; i++)
