@@ -64,10 +64,44 @@ static int parse_port(const char *s, size_t n, in_port_t *out)
     return 0;
 }
 
-/* host may be empty (every address), numeric, or a name.  Names go through
- * getaddrinfo: evio_serve runs before the loop, so blocking here is fine. */
-static int resolve_host(const char *host, int family, in_port_t port, evio__addr *out)
+/* A numeric host, or 0 if host is a name. */
+static int numeric_host(const char *host, int family, in_port_t port, evio__addr *out)
 {
+    struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
+    if (family != AF_INET6 && inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = port;
+        out->len = sizeof *sin;
+        return 1;
+    }
+    if (family != AF_INET && inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = port;
+        out->len = sizeof *sin6;
+        return 1;
+    }
+    return 0;
+}
+
+/* host may be empty (every address), numeric, or a name.  Names go through
+ * getaddrinfo when resolve is set (evio_serve runs before the loop, so
+ * blocking there is fine); otherwise they are kept for the resolver. */
+static int resolve_host(const char *host, int family, in_port_t port, evio__addr *out,
+                        bool resolve)
+{
+    if (*host && numeric_host(host, family, port, out))
+        return 0;
+    if (*host && !resolve) {
+        size_t n = strlen(host);
+        if (n >= sizeof out->host)
+            return EVIO_EADDR;
+        memcpy(out->host, host, n + 1);
+        out->family = family;
+        out->port = port;
+        out->unresolved = true;
+        return 0;
+    }
     if (!*host) {
         if (family == AF_INET) {
             struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
@@ -91,11 +125,16 @@ static int resolve_host(const char *host, int family, in_port_t port, evio__addr
     memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
     out->len = res->ai_addrlen;
     freeaddrinfo(res);
-    if (out->sa.ss_family == AF_INET)
-        ((struct sockaddr_in *)&out->sa)->sin_port = port;
-    else
-        ((struct sockaddr_in6 *)&out->sa)->sin6_port = port;
+    evio__addr_set_port(out, port);
     return 0;
+}
+
+void evio__addr_set_port(evio__addr *a, in_port_t port)
+{
+    if (a->sa.ss_family == AF_INET)
+        ((struct sockaddr_in *)&a->sa)->sin_port = port;
+    else if (a->sa.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&a->sa)->sin6_port = port;
 }
 
 static int parse_unix(const char *path, size_t n, evio__addr *out)
@@ -110,7 +149,7 @@ static int parse_unix(const char *path, size_t n, evio__addr *out)
     return 0;
 }
 
-int evio__addr_parse(const char *s, evio__addr *out)
+int evio__addr_parse(const char *s, evio__addr *out, bool resolve)
 {
     *out = (evio__addr){.socktype = SOCK_STREAM};
     if (!s || strnlen(s, EVIO__ADDR_MAX + 1) > EVIO__ADDR_MAX)
@@ -179,7 +218,7 @@ int evio__addr_parse(const char *s, evio__addr *out)
     in_port_t port;
     if (parse_port(colon + 1, (size_t)(rest + n - colon - 1), &port))
         return EVIO_EADDR;
-    return resolve_host(host, family, port, out);
+    return resolve_host(host, family, port, out, resolve);
 }
 
 int evio_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)

@@ -19,7 +19,6 @@
 #define MSG_NOSIGNAL 0 /* the BSDs: SO_NOSIGPIPE is set on the socket instead */
 #endif
 
-static void conn_update(evio_conn *c);
 
 static const evio_events *events_of(const evio_conn *c)
 {
@@ -48,7 +47,8 @@ static void conn_unlink(evio_conn *c)
 {
     evio__loop *l = c->loop;
     c->flags |= EVIO__CONN_DEAD;
-    evio__loop_unwatch(l, c->fd, c->interest);
+    if (c->fd >= 0)
+        evio__loop_unwatch(l, c->fd, c->interest);
     c->interest = 0;
     pthread_mutex_lock(&l->lock);
     evio__idmap_del(&l->ids, c->id);
@@ -73,7 +73,8 @@ void evio__conn_close(evio_conn *c, int err)
         return;
     int fd = c->fd;
     conn_unlink(c);
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     c->fd = -1;
     const evio_events *ev = events_of(c);
     if (ev->closed)
@@ -135,9 +136,9 @@ static void conn_read(evio_conn *c)
 
 /* Bring the socket in line with the connection's state: flush new output,
  * finish a close or detach, and watch exactly what is needed. */
-static void conn_update(evio_conn *c)
+void evio__conn_update(evio_conn *c)
 {
-    if (c->flags & EVIO__CONN_DEAD)
+    if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING))
         return;
     if (evio__buf_len(&c->out) && !(c->interest & EVIO__WRITE)) {
         conn_flush(c);
@@ -153,7 +154,8 @@ static void conn_update(evio_conn *c)
         evio__conn_close(c, 0);
         return;
     }
-    unsigned want = (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING)) ? 0 : EVIO__READ;
+    unsigned want =
+        (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING | EVIO__CONN_PAUSED)) ? 0 : EVIO__READ;
     if (pending)
         want |= EVIO__WRITE;
     if (want != c->interest) {
@@ -178,11 +180,15 @@ void evio__conn_after(evio_conn *c, evio_action a)
     if (c->flags & EVIO__CONN_DEAD)
         return;
     conn_apply(c, a);
-    conn_update(c);
+    evio__conn_update(c);
 }
 
 void evio__conn_ready(evio_conn *c, unsigned mask)
 {
+    if (c->flags & EVIO__CONN_CONNECTING) {
+        evio__dial_ready(c);
+        return;
+    }
     if ((mask & EVIO__WRITE) && (c->interest & EVIO__WRITE)) {
         conn_flush(c);
         if (c->flags & EVIO__CONN_DEAD)
@@ -193,7 +199,17 @@ void evio__conn_ready(evio_conn *c, unsigned mask)
         if (c->flags & EVIO__CONN_DEAD)
             return;
     }
-    conn_update(c);
+    evio__conn_update(c);
+}
+
+void evio__conn_link(evio__loop *l, evio_conn *c)
+{
+    c->prev = NULL;
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    l->nconns++;
 }
 
 static void conn_open(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr *ra,
@@ -215,9 +231,10 @@ static void conn_open(evio__loop *l, evio__listener *ln, int fd, const struct so
     c->loop = l;
     c->fd = fd;
     c->listener = ln->index;
-    c->id = l->next_seq++ * (uint64_t)srv->nloops + (uint64_t)l->index + 1;
+    c->dial_timer.slot = SIZE_MAX;
 
     pthread_mutex_lock(&l->lock);
+    c->id = evio__loop_next_id(l);
     int err = evio__idmap_put(&l->ids, c->id, c);
     pthread_mutex_unlock(&l->lock);
     if (!err)
@@ -231,11 +248,7 @@ static void conn_open(evio__loop *l, evio__listener *ln, int fd, const struct so
         return;
     }
     c->interest = EVIO__READ;
-    c->next = l->conns;
-    if (l->conns)
-        l->conns->prev = c;
-    l->conns = c;
-    l->nconns++;
+    evio__conn_link(l, c);
 
     const evio_events *ev = srv->ev;
     if (!ev->opened)
@@ -306,7 +319,34 @@ int evio_write(evio_conn *c, const void *buf, size_t len)
         return EVIO_ESHUTDOWN;
     if (!buf && len)
         return EVIO_EINVAL;
+    /* Written from another connection's event (a proxy): flush it after
+     * that event, since its own conn_update will not run. */
+    if (!(c->flags & EVIO__CONN_DIRTY))
+        evio__loop_mark_dirty(c->loop, c);
     return evio__buf_append(&c->out, buf, len);
+}
+
+static int conn_set_paused(evio_conn *c, bool paused)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    if (paused)
+        c->flags |= EVIO__CONN_PAUSED;
+    else
+        c->flags &= ~EVIO__CONN_PAUSED;
+    if (!(c->flags & EVIO__CONN_DIRTY))
+        evio__loop_mark_dirty(c->loop, c);
+    return 0;
+}
+
+int evio_conn_pause(evio_conn *c)
+{
+    return conn_set_paused(c, true);
+}
+
+int evio_conn_resume(evio_conn *c)
+{
+    return conn_set_paused(c, false);
 }
 
 size_t evio_conn_pending(const evio_conn *c)

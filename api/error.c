@@ -17,6 +17,7 @@ const char *evio_strerror(int err)
     case EVIO_ESHUTDOWN: return "the connection or server is shutting down";
     case EVIO_ENOTFOUND: return "no open connection with that id";
     case EVIO_EINVAL: return "invalid argument";
+    case EVIO_ENONAME: return "host name not found";
     }
     if (err < 0 && err > -4096)
         return strerror(-err); /* glibc and the BSDs return static strings */

@@ -46,6 +46,7 @@ enum {
     EVIO_ESHUTDOWN = -10006, /* the server is shutting down */
     EVIO_ENOTFOUND = -10007, /* no connection with that id */
     EVIO_EINVAL    = -10008, /* an argument is out of range or NULL */
+    EVIO_ENONAME   = -10009, /* a dialed host name could not be resolved */
 };
 
 /* A static, human-readable message for any code returned by evio, including
@@ -76,12 +77,25 @@ typedef struct evio_conn evio_conn;
 /* What opened() learns about a new connection.  The pointers are valid only
  * during the opened() call; copy what you need to keep. */
 typedef struct evio_info {
-    int listener;                  /* index into serve's addrs[] */
+    int listener;                  /* index into serve's addrs[]; -1 if dialed */
     const struct sockaddr *local;  /* our end */
     socklen_t local_len;
     const struct sockaddr *remote; /* the peer; for unix sockets often unnamed */
     socklen_t remote_len;
+    int dialed;     /* 1 for a connection made by evio_dial() */
+    int dial_error; /* dialed only: 0 once connected; else the dial failed
+                     * (e.g. -ECONNREFUSED, -ETIMEDOUT, EVIO_ENONAME), the
+                     * connection is already closing, and closed() with the
+                     * same error follows at once.  local/remote are NULL. */
 } evio_info;
+
+/* Name resolution for evio_dial(), run on evio's resolver threads (never on
+ * a loop).  Fill *out and *outlen with one address for host of the given family
+ * (AF_UNSPEC, AF_INET or AF_INET6) and return 0, or return a negative code
+ * such as EVIO_ENONAME.  The port is filled in by evio.  udata is the
+ * evio_events udata.  Must be thread-safe. */
+typedef int (*evio_resolver)(void *udata, const char *host, int family,
+                             struct sockaddr_storage *out, socklen_t *outlen);
 
 /* The callbacks.  Any of them may be NULL.  Every callback runs on the loop
  * thread; a connection's callbacks never run concurrently. */
@@ -127,6 +141,12 @@ typedef struct evio_events {
      * one millisecond (zero and negative included) is raised to one
      * millisecond, so a careless tick can never spin the CPU. */
     evio_action (*tick)(evio_server *srv, int64_t *delay_ns);
+
+    /* Options; zero means the default. */
+
+    /* How evio_dial() resolves names that are not numeric addresses.  NULL:
+     * the system's getaddrinfo() on a small private thread pool. */
+    evio_resolver resolve;
 } evio_events;
 
 /* ---------------------------------------------------------------- serving */
@@ -171,14 +191,41 @@ EVIO_EXPORT int evio_wake(evio_server *srv, uint64_t id);
  * is complete.  Returns 0. */
 EVIO_EXPORT int evio_server_shutdown(evio_server *srv);
 
+/* Start an outbound connection to addr ("tcp://host:port", "tcp4://",
+ * "tcp6://", "unix:///path"; no scheme means tcp) and store its id in *id.
+ * Returns at once and never blocks the loop: numeric addresses are used as
+ * they are, names are resolved on evio's resolver threads (see
+ * evio_events.resolve).  Every successful call leads to exactly one
+ * opened() — with info->dialed set, once connected, or with
+ * info->dial_error set if the attempt failed (refused, timed out, name not
+ * found) — and then one closed().  timeout_ms > 0 bounds resolution plus
+ * connect; 0 means no timeout.  ctx becomes the connection's context
+ * (evio_conn_context) before opened() fires.  Called on a loop thread, the
+ * connection joins that loop.  Wakes for the id before it has opened are
+ * delivered right after opened().  Any thread.  Returns 0, EVIO_EADDR /
+ * EVIO_ESCHEME / EVIO_EOPTION for a malformed address, EVIO_ESHUTDOWN
+ * after a shutdown began, or -ENOMEM. */
+EVIO_EXPORT int evio_dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx,
+                          uint64_t *id);
+
 /* ---------------------------------------------------------------- connections */
 
 /* Queue len bytes of output on c; they are copied, so buf may be reused at
  * once.  Output is sent in order: evio attempts the write as soon as the
  * current event returns and keeps whatever the socket would not take until
- * it is writable.  Loop thread only.  Returns 0, -ENOMEM, or EVIO_ESHUTDOWN
- * once the connection is closing after a CLOSE/DETACH. */
+ * it is writable.  After EVIO_CLOSE or EVIO_DETACH, output written from
+ * the events that still fire (prewrite/postwrite during the final flush) is
+ * sent before the close or hand-over.  Loop thread only.  Returns 0,
+ * -ENOMEM, or EVIO_ESHUTDOWN once the connection has closed or detached
+ * (inside closed() and detached()). */
 EVIO_EXPORT int evio_write(evio_conn *c, const void *buf, size_t len);
+
+/* Stop reading from c: no data() with input fires until evio_conn_resume()
+ * (wakes still fire data(c, NULL, 0)).  Output still flows.  For flow
+ * control, e.g. a proxy that must not read faster than the other side
+ * drains.  Loop thread only.  Returns 0 or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_conn_pause(evio_conn *c);
+EVIO_EXPORT int evio_conn_resume(evio_conn *c);
 
 /* Bytes of output queued on c that the socket has not taken yet.
  * Loop thread only. */

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "backend.h"
@@ -61,9 +62,17 @@ typedef struct evio__addr {
     int socktype;  /* SOCK_STREAM */
     bool reuseport;
     bool dualstack; /* tcp:// with no host: [::] with IPV6_V6ONLY off */
+    /* A host name left for the resolver (parse without resolve): */
+    bool unresolved;
+    int family; /* AF_UNSPEC, AF_INET or AF_INET6, from the scheme */
+    in_port_t port; /* network order */
+    char host[256];
 } evio__addr;
 
-int evio__addr_parse(const char *s, evio__addr *out);
+/* Parse an address string.  resolve: look names up now (blocking);
+ * otherwise leave them in host with unresolved set. */
+int evio__addr_parse(const char *s, evio__addr *out, bool resolve);
+void evio__addr_set_port(evio__addr *a, in_port_t port);
 
 /* ---------------------------------------------------------------- listeners */
 
@@ -93,10 +102,31 @@ typedef struct evio__slot {
 } evio__slot;
 
 enum {
-    EVIO__CONN_CLOSING = 1u,   /* CLOSE asked (or peer EOF): flush, then close */
-    EVIO__CONN_DETACHING = 2u, /* DETACH asked: flush, then hand over */
-    EVIO__CONN_DEAD = 4u,      /* closed or detached; freed after the batch */
+    EVIO__CONN_CLOSING = 1u,    /* CLOSE asked (or peer EOF): flush, then close */
+    EVIO__CONN_DETACHING = 2u,  /* DETACH asked: flush, then hand over */
+    EVIO__CONN_DEAD = 4u,       /* closed or detached; freed after the batch */
+    EVIO__CONN_CONNECTING = 8u, /* dialed, not opened yet */
+    EVIO__CONN_PAUSED = 16u,    /* evio_conn_pause(): not reading */
+    EVIO__CONN_DIRTY = 32u,     /* on the loop's dirty list */
 };
+
+/* ---------------------------------------------------------------- timers */
+
+/* A min-heap of deadlines; each timer knows its slot so it can leave early. */
+typedef struct evio__timer {
+    int64_t due; /* monotonic ns */
+    size_t slot; /* position in the heap, or SIZE_MAX when not queued */
+} evio__timer;
+
+typedef struct evio__heap {
+    evio__timer **items;
+    size_t len, cap;
+} evio__heap;
+
+int evio__heap_push(evio__heap *h, evio__timer *t);
+void evio__heap_remove(evio__heap *h, evio__timer *t);
+static inline evio__timer *evio__heap_top(const evio__heap *h) { return h->len ? h->items[0] : NULL; }
+void evio__heap_free(evio__heap *h);
 
 struct evio_conn {
     evio__loop *loop;
@@ -105,11 +135,15 @@ struct evio_conn {
     int listener;
     unsigned interest; /* what the poller watches: EVIO__READ|EVIO__WRITE */
     unsigned flags;
-    bool wake_queued; /* under loop->lock */
+    bool wake_queued;   /* under loop->lock */
+    bool wake_deferred; /* woken before it opened: data(NULL, 0) after opened */
     bool is_unix;
     void *ctx;
     evio__buf out;
     evio_conn *prev, *next; /* the loop's list of live connections */
+    evio_conn *qnext;       /* the dial queue, then the dirty list */
+    evio__addr *dial;       /* while connecting: where to */
+    evio__timer dial_timer;
 };
 
 struct evio__loop {
@@ -127,11 +161,21 @@ struct evio__loop {
     size_t nconns;
     uint64_t next_seq;
 
-    pthread_mutex_t lock; /* guards ids and wakeq against other threads */
+    /* Reached from other threads, under lock: the id map (written by dial
+     * too), the wake queue, dials to start and resolver answers. */
+    pthread_mutex_t lock;
     evio__idmap ids;
     uint64_t *wakeq, *wakeq_spare;
     size_t wakeq_len, wakeq_cap, wakeq_spare_cap;
+    evio_conn **woken; /* the drained wake queue, as connections */
+    size_t woken_cap;
+    evio_conn *dialq;  /* dialed, not started yet (newest first) */
+    struct evio__resolved *resolved;
+    bool closed;       /* the server is past accepting dials */
     atomic_int wake_signaled; /* the poller has been (or is being) woken */
+
+    evio_conn *dirty;  /* connections whose state changed outside their own event */
+    evio__heap timers; /* dial deadlines */
 
     bool accept_paused;
     int64_t accept_retry_at;
@@ -139,8 +183,12 @@ struct evio__loop {
     char rbuf[EVIO__READ_BUFFER];
 };
 
+typedef struct evio__resolver evio__resolver;
+
 struct evio_server {
     const evio_events *ev;
+    pthread_mutex_t resolver_lock;
+    evio__resolver *resolver; /* started on the first dial of a name */
     evio__listener *listeners;
     size_t nlisteners;
     evio__loop *loops;
@@ -160,7 +208,28 @@ void evio__loop_unwatch(evio__loop *l, int fd, unsigned old_mask);
 void evio__loop_pause_accept(evio__loop *l);
 void evio__loop_resume_accept(evio__loop *l);
 void evio__loop_process_wakes(evio__loop *l);
+void evio__loop_signal(evio__loop *l);
+void evio__loop_mark_dirty(evio__loop *l, evio_conn *c);
+evio__loop *evio__loop_current(const evio_server *srv);
+uint64_t evio__loop_next_id(evio__loop *l); /* under l->lock */
 void evio__loop_bury(evio__loop *l);
+
+/* dialing (dial.c) and resolving (resolver.c) */
+typedef struct evio__resolved {
+    struct evio__resolved *next;
+    uint64_t id;
+    int err;
+    struct sockaddr_storage sa;
+    socklen_t len;
+} evio__resolved;
+
+void evio__dial_process(evio__loop *l);
+void evio__dial_ready(evio_conn *c);
+void evio__dial_fail(evio_conn *c, int err);
+void evio__dial_expire(evio__loop *l, int64_t now);
+void evio__dial_close_all(evio__loop *l);
+int evio__resolver_submit(evio_server *srv, evio__loop *l, evio_conn *c);
+void evio__resolver_stop(evio_server *srv);
 
 /* connections (conn.c) */
 void evio__accept(evio__loop *l, evio__listener *ln);
@@ -168,6 +237,8 @@ void evio__conn_ready(evio_conn *c, unsigned mask);
 void evio__conn_after(evio_conn *c, evio_action a);
 void evio__conn_close(evio_conn *c, int err);
 void evio__conn_shutdown(evio_conn *c);
+void evio__conn_update(evio_conn *c);
+void evio__conn_link(evio__loop *l, evio_conn *c);
 
 /* server-wide (server.c) */
 void evio__server_act(evio_server *srv, evio_action a);

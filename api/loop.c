@@ -8,6 +8,46 @@
 
 #include "internal.h"
 
+/* The loop this thread runs, so evio_dial() from a callback stays on it. */
+static _Thread_local evio__loop *current_loop;
+
+evio__loop *evio__loop_current(const evio_server *srv)
+{
+    return current_loop && current_loop->srv == srv ? current_loop : NULL;
+}
+
+uint64_t evio__loop_next_id(evio__loop *l)
+{
+    /* Unique per server: loop i hands out i+1, i+1+n, i+1+2n, ... */
+    return l->next_seq++ * (uint64_t)l->srv->nloops + (uint64_t)l->index + 1;
+}
+
+/* Make the loop's poll return; the first caller since the last drain pays. */
+void evio__loop_signal(evio__loop *l)
+{
+    if (!atomic_exchange(&l->wake_signaled, 1))
+        evio__backend.wake(l->poller);
+}
+
+void evio__loop_mark_dirty(evio__loop *l, evio_conn *c)
+{
+    c->flags |= EVIO__CONN_DIRTY;
+    c->qnext = l->dirty;
+    l->dirty = c;
+}
+
+/* Bring connections changed from outside their own events up to date. */
+static void flush_dirty(evio__loop *l)
+{
+    while (l->dirty) {
+        evio_conn *c = l->dirty;
+        l->dirty = c->qnext;
+        c->qnext = NULL;
+        c->flags &= ~EVIO__CONN_DIRTY;
+        evio__conn_update(c);
+    }
+}
+
 int64_t evio__now_ns(void)
 {
     struct timespec ts;
@@ -39,9 +79,16 @@ void evio__loop_destroy(evio__loop *l)
     l->poller = NULL;
     pthread_mutex_destroy(&l->lock);
     evio__idmap_free(&l->ids);
+    evio__heap_free(&l->timers);
+    while (l->resolved) { /* answers that came after the loop stopped */
+        evio__resolved *r = l->resolved;
+        l->resolved = r->next;
+        free(r);
+    }
     free(l->slots);
     free(l->wakeq);
     free(l->wakeq_spare);
+    free(l->woken);
 }
 
 static int ensure_slot(evio__loop *l, int fd)
@@ -129,17 +176,22 @@ static int64_t run_timers(evio__loop *l)
 {
     evio_server *srv = l->srv;
     bool ticks = l->index == 0 && srv->tick_due;
-    if (!ticks && !l->accept_paused)
+    if (!ticks && !l->accept_paused && !evio__heap_top(&l->timers))
         return -1;
     int64_t now = evio__now_ns(), timeout = -1;
     if (l->accept_paused && now >= l->accept_retry_at)
         evio__loop_resume_accept(l);
+    evio__dial_expire(l, now);
     if (ticks && now >= srv->tick_due)
         fire_tick(srv, now);
+    flush_dirty(l); /* tick and expiry callbacks may have written */
     if (ticks)
         timeout = srv->tick_due - now;
     if (l->accept_paused && (timeout < 0 || l->accept_retry_at - now < timeout))
         timeout = l->accept_retry_at - now;
+    const evio__timer *t = evio__heap_top(&l->timers);
+    if (t && (timeout < 0 || t->due - now < timeout))
+        timeout = t->due - now;
     return timeout < 0 ? 0 : timeout;
 }
 
@@ -156,13 +208,16 @@ void evio__loop_bury(evio__loop *l)
 int evio__loop_run(evio__loop *l)
 {
     evio_server *srv = l->srv;
+    current_loop = l;
     while (!atomic_load(&srv->shutdown)) {
         int64_t timeout = run_timers(l);
         if (atomic_load(&srv->shutdown))
             break;
         int n = evio__backend.poll(l->poller, l->fired, EVIO__MAX_EVENTS, timeout);
-        if (n < 0)
-            return n; /* a broken poller fails fast instead of spinning */
+        if (n < 0) { /* a broken poller fails fast instead of spinning */
+            current_loop = NULL;
+            return n;
+        }
         l->batch++;
         for (int i = 0; i < n && !atomic_load(&srv->shutdown); i++) {
             const evio__event *e = &l->fired[i];
@@ -180,7 +235,9 @@ int evio__loop_run(evio__loop *l)
         }
         if (atomic_load(&l->wake_signaled))
             evio__loop_process_wakes(l);
+        flush_dirty(l);
         evio__loop_bury(l);
     }
+    current_loop = NULL;
     return 0;
 }

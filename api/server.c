@@ -18,8 +18,10 @@ static void server_close_all(evio_server *srv)
 {
     for (int i = 0; i < srv->nloops; i++) {
         evio__loop *l = &srv->loops[i];
+        evio__dial_close_all(l);
         while (l->conns)
             evio__conn_shutdown(l->conns);
+        l->dirty = NULL; /* every connection on it is dead now */
         evio__loop_bury(l);
     }
     for (size_t i = 0; i < srv->nlisteners; i++)
@@ -28,6 +30,7 @@ static void server_close_all(evio_server *srv)
 
 static void server_free(evio_server *srv)
 {
+    pthread_mutex_destroy(&srv->resolver_lock);
     for (int i = 0; i < srv->nloops; i++)
         evio__loop_destroy(&srv->loops[i]);
     free(srv->loops);
@@ -43,7 +46,7 @@ static int server_bind(evio_server *srv, const char *const addrs[], size_t naddr
     int err = 0;
     /* Parse everything first, so a malformed address binds nothing. */
     for (size_t i = 0; i < naddrs && !err; i++)
-        err = evio__addr_parse(addrs[i], &parsed[i]);
+        err = evio__addr_parse(addrs[i], &parsed[i], true);
     for (size_t i = 0; i < naddrs && !err; i++) {
         err = evio__listener_open(&srv->listeners[i], &parsed[i], (int)i);
         if (!err)
@@ -64,6 +67,7 @@ int evio_serve(const evio_events *events, const char *const addrs[], size_t nadd
         return -ENOMEM;
     srv->ev = events;
     atomic_init(&srv->shutdown, 0);
+    pthread_mutex_init(&srv->resolver_lock, NULL);
     srv->listeners = calloc(naddrs, sizeof *srv->listeners);
     srv->nloops = 1;
     srv->loops = calloc((size_t)srv->nloops, sizeof *srv->loops);
@@ -94,6 +98,7 @@ int evio_serve(const evio_events *events, const char *const addrs[], size_t nadd
     if (events->tick)
         srv->tick_due = evio__now_ns(); /* the first tick comes right away */
     err = evio__loop_run(l);
+    evio__resolver_stop(srv); /* its threads signal the loops: stop it first */
     server_close_all(srv);
     server_free(srv);
     return err;

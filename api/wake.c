@@ -14,6 +14,13 @@ static int enqueue(evio__loop *l, uint64_t id)
 {
     if (l->wakeq_len == l->wakeq_cap) {
         size_t cap = l->wakeq_cap ? l->wakeq_cap * 2 : 64;
+        if (cap > l->woken_cap) { /* the drain needs as much room */
+            evio_conn **w = realloc(l->woken, cap * sizeof *w);
+            if (!w)
+                return -ENOMEM;
+            l->woken = w;
+            l->woken_cap = cap;
+        }
         uint64_t *q = realloc(l->wakeq, cap * sizeof *q);
         if (!q)
             return -ENOMEM;
@@ -22,13 +29,6 @@ static int enqueue(evio__loop *l, uint64_t id)
     }
     l->wakeq[l->wakeq_len++] = id;
     return 0;
-}
-
-/* Make the loop's poll return; the first caller since the last drain pays. */
-static void signal_loop(evio__loop *l)
-{
-    if (!atomic_exchange(&l->wake_signaled, 1))
-        evio__backend.wake(l->poller);
 }
 
 int evio_wake(evio_server *srv, uint64_t id)
@@ -45,7 +45,7 @@ int evio_wake(evio_server *srv, uint64_t id)
         c->wake_queued = true;
     pthread_mutex_unlock(&l->lock);
     if (!err)
-        signal_loop(l);
+        evio__loop_signal(l);
     return err;
 }
 
@@ -55,7 +55,7 @@ int evio_server_shutdown(evio_server *srv)
         return EVIO_EINVAL;
     atomic_store(&srv->shutdown, 1);
     for (int i = 0; i < srv->nloops; i++)
-        signal_loop(&srv->loops[i]);
+        evio__loop_signal(&srv->loops[i]);
     return 0;
 }
 
@@ -64,6 +64,7 @@ void evio__loop_process_wakes(evio__loop *l)
     /* Reset before draining: a wake that lands after the drain sees 0 and
      * signals again, so none is lost. */
     atomic_store(&l->wake_signaled, 0);
+    evio__dial_process(l);
 
     pthread_mutex_lock(&l->lock);
     uint64_t *ids = l->wakeq; /* swap in the spare: wakers never wait on callbacks */
@@ -73,19 +74,24 @@ void evio__loop_process_wakes(evio__loop *l)
     l->wakeq_len = 0;
     l->wakeq_spare = ids;
     l->wakeq_spare_cap = cap;
+    size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         evio_conn *c = evio__idmap_get(&l->ids, ids[i]);
-        if (c)
+        if (c) {
             c->wake_queued = false;
+            l->woken[k++] = c;
+        }
     }
     pthread_mutex_unlock(&l->lock);
 
+    /* Connections closed by an earlier callback here are dead, not freed:
+     * they are buried after the batch. */
     const evio_events *ev = l->srv->ev;
-    for (size_t i = 0; i < n && !atomic_load(&l->srv->shutdown); i++) {
-        /* Only this thread changes the map, so reading it unlocked is safe. */
-        evio_conn *c = evio__idmap_get(&l->ids, ids[i]);
-        if (!c || (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING | EVIO__CONN_DETACHING)))
-            continue;
-        evio__conn_after(c, ev->data ? ev->data(c, NULL, 0) : EVIO_NONE);
+    for (size_t i = 0; i < k && !atomic_load(&l->srv->shutdown); i++) {
+        evio_conn *c = l->woken[i];
+        if (c->flags & EVIO__CONN_CONNECTING)
+            c->wake_deferred = true; /* data(NULL, 0) after opened() */
+        else if (!(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING | EVIO__CONN_DETACHING)))
+            evio__conn_after(c, ev->data ? ev->data(c, NULL, 0) : EVIO_NONE);
     }
 }
