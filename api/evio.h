@@ -213,7 +213,8 @@ EVIO_EXPORT int evio_dial(evio_server *srv, const char *addr, int timeout_ms, vo
 /* Queue len bytes of output on c; they are copied, so buf may be reused at
  * once.  Output is sent in order: evio attempts the write as soon as the
  * current event returns and keeps whatever the socket would not take until
- * it is writable.  After EVIO_CLOSE or EVIO_DETACH, output written from
+ * it is writable.  c may be any open connection of the loop whose event is
+ * running (a proxy writes to the connection it relays to).  After EVIO_CLOSE or EVIO_DETACH, output written from
  * the events that still fire (prewrite/postwrite during the final flush) is
  * sent before the close or hand-over.  Loop thread only.  Returns 0,
  * -ENOMEM, or EVIO_ESHUTDOWN once the connection has closed or detached
