@@ -119,7 +119,7 @@ static int resolve_host(const char *host, int family, in_port_t port, evio__addr
         }
         return 0;
     }
-    struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM}, *res;
+    struct addrinfo hints = {.ai_family = family, .ai_socktype = out->socktype}, *res;
     if (getaddrinfo(host, NULL, &hints, &res) != 0)
         return EVIO_EADDR;
     memcpy(&out->sa, res->ai_addr, res->ai_addrlen);
@@ -160,16 +160,21 @@ int evio__addr_parse(const char *s, evio__addr *out, bool resolve)
     const char *rest = s, *sep = strstr(s, "://");
     if (sep) {
         size_t n = (size_t)(sep - s);
-        if (n == 3 && strncmp(s, "tcp", 3) == 0)
-            family = AF_UNSPEC;
-        else if (n == 4 && strncmp(s, "tcp4", 4) == 0)
-            family = AF_INET;
-        else if (n == 4 && strncmp(s, "tcp6", 4) == 0)
-            family = AF_INET6;
-        else if (n == 4 && strncmp(s, "unix", 4) == 0)
+        if (n == 4 && strncmp(s, "unix", 4) == 0) {
             is_unix = true;
-        else
+        } else if (n >= 3 && n <= 4 &&
+                   (strncmp(s, "tcp", 3) == 0 || strncmp(s, "udp", 3) == 0)) {
+            if (s[0] == 'u')
+                out->socktype = SOCK_DGRAM;
+            if (n == 4 && s[3] == '4')
+                family = AF_INET;
+            else if (n == 4 && s[3] == '6')
+                family = AF_INET6;
+            else if (n == 4)
+                return EVIO_ESCHEME;
+        } else {
             return EVIO_ESCHEME;
+        }
         rest = sep + 3;
     }
 

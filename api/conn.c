@@ -43,11 +43,13 @@ static void conn_apply(evio_conn *c, evio_action a)
     }
 }
 
-static void conn_unlink(evio_conn *c)
+void evio__conn_unlink(evio_conn *c)
 {
     evio__loop *l = c->loop;
     c->flags |= EVIO__CONN_DEAD;
-    if (c->fd >= 0)
+    if (c->is_udp)
+        evio__udp_forget(c);
+    else if (c->fd >= 0)
         evio__loop_unwatch(l, c->fd, c->interest);
     c->interest = 0;
     pthread_mutex_lock(&l->lock);
@@ -60,6 +62,7 @@ static void conn_unlink(evio_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     l->nconns--;
+    atomic_fetch_sub(&l->load, 1);
     c->prev = NULL;
     c->next = l->graves; /* freed after the batch: callers may still hold c */
     l->graves = c;
@@ -71,8 +74,8 @@ void evio__conn_close(evio_conn *c, int err)
 {
     if (c->flags & EVIO__CONN_DEAD)
         return;
-    int fd = c->fd;
-    conn_unlink(c);
+    int fd = c->is_udp ? -1 : c->fd; /* a session's fd is its listener's */
+    evio__conn_unlink(c);
     if (fd >= 0)
         close(fd);
     c->fd = -1;
@@ -89,7 +92,7 @@ static void conn_detach(evio_conn *c)
         evio__conn_close(c, 0);
         return;
     }
-    conn_unlink(c);
+    evio__conn_unlink(c);
     c->fd = -1;
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
@@ -140,6 +143,11 @@ void evio__conn_update(evio_conn *c)
 {
     if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING))
         return;
+    if (c->is_udp) { /* sent as written; only a close is left to do */
+        if (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING))
+            evio__conn_close(c, 0);
+        return;
+    }
     if (evio__buf_len(&c->out) && !(c->interest & EVIO__WRITE)) {
         conn_flush(c);
         if (c->flags & EVIO__CONN_DEAD)
@@ -210,10 +218,11 @@ void evio__conn_link(evio__loop *l, evio_conn *c)
         l->conns->prev = c;
     l->conns = c;
     l->nconns++;
+    atomic_fetch_add(&l->load, 1);
 }
 
-static void conn_open(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr *ra,
-                      socklen_t rlen)
+void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr *ra,
+                     socklen_t rlen)
 {
     evio_server *srv = l->srv;
     evio_conn *c = calloc(1, sizeof *c);
@@ -284,6 +293,24 @@ static bool accept_paused_by(int err)
     return true;
 }
 
+/* Pass an accepted fd to the loop that will own it; it opens it there. */
+static void handoff(evio__loop *to, evio__listener *ln, int fd, const struct sockaddr_storage *ra,
+                    socklen_t rlen)
+{
+    evio__handoff *h = malloc(sizeof *h);
+    if (!h) {
+        close(fd);
+        return;
+    }
+    *h = (evio__handoff){.fd = fd, .ln = ln, .ra = *ra, .rlen = rlen};
+    atomic_fetch_add(&to->load, 1); /* counts now, so least-connections sees it */
+    pthread_mutex_lock(&to->lock);
+    h->next = to->inbox;
+    to->inbox = h;
+    pthread_mutex_unlock(&to->lock);
+    evio__loop_signal(to);
+}
+
 void evio__accept(evio__loop *l, evio__listener *ln)
 {
     for (int i = 0; i < EVIO__ACCEPT_BUDGET && !atomic_load(&l->srv->shutdown); i++) {
@@ -307,7 +334,11 @@ void evio__accept(evio__loop *l, evio__listener *ln)
             }
             continue;
         }
-        conn_open(l, ln, fd, (struct sockaddr *)&ra, rlen);
+        evio__loop *to = ln->per_loop || l->srv->nloops == 1 ? l : evio__server_pick_loop(l->srv);
+        if (to == l)
+            evio__conn_open(l, ln, fd, (struct sockaddr *)&ra, rlen);
+        else
+            handoff(to, ln, fd, &ra, rlen);
     }
 }
 
@@ -319,6 +350,8 @@ int evio_write(evio_conn *c, const void *buf, size_t len)
         return EVIO_ESHUTDOWN;
     if (!buf && len)
         return EVIO_EINVAL;
+    if (c->is_udp)
+        return evio__udp_write(c, buf, len);
     /* Written from another connection's event (a proxy): flush it after
      * that event, since its own conn_update will not run. */
     if (!(c->flags & EVIO__CONN_DIRTY))

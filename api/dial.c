@@ -26,6 +26,8 @@ int evio_dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, uin
     int err = evio__addr_parse(addr, &a, false);
     if (err)
         return err;
+    if (a.socktype != SOCK_STREAM)
+        return EVIO_EUDP;
     if (!a.unresolved && a.sa.ss_family != AF_UNIX && a.len == 0)
         return EVIO_EADDR; /* "tcp://:80": nowhere to dial */
 
@@ -39,7 +41,7 @@ int evio_dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, uin
     *dial = a;
     evio__loop *l = evio__loop_current(srv);
     if (!l)
-        l = &srv->loops[0];
+        l = evio__server_pick_loop(srv);
     c->loop = l;
     c->fd = -1;
     c->listener = -1;

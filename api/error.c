@@ -18,6 +18,7 @@ const char *evio_strerror(int err)
     case EVIO_ENOTFOUND: return "no open connection with that id";
     case EVIO_EINVAL: return "invalid argument";
     case EVIO_ENONAME: return "host name not found";
+    case EVIO_EUDP: return "not available for UDP sessions (wake, dial)";
     }
     if (err < 0 && err > -4096)
         return strerror(-err); /* glibc and the BSDs return static strings */

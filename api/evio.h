@@ -47,6 +47,7 @@ enum {
     EVIO_ENOTFOUND = -10007, /* no connection with that id */
     EVIO_EINVAL    = -10008, /* an argument is out of range or NULL */
     EVIO_ENONAME   = -10009, /* a dialed host name could not be resolved */
+    EVIO_EUDP      = -10010, /* not available for UDP sessions (wake, dial) */
 };
 
 /* A static, human-readable message for any code returned by evio, including
@@ -58,6 +59,16 @@ EVIO_EXPORT const char *evio_strerror(int err);
 EVIO_EXPORT const char *evio_backend_name(void);
 
 /* ---------------------------------------------------------------- types */
+
+/* How new connections are spread over loops (evio_events.balance). */
+typedef enum evio_balance {
+    EVIO_ROUND_ROBIN = 0, /* loop 0, 1, 2, ... in turn: exact shares */
+    EVIO_RANDOM,          /* a loop chosen at random */
+    EVIO_LEAST_CONNECTIONS /* the loop with the fewest open connections */
+} evio_balance;
+
+/* evio_events.nloops: one loop per online CPU. */
+#define EVIO_LOOPS_PER_CPU (-1)
 
 /* What an event asks the loop to do next. */
 typedef enum evio_action {
@@ -97,8 +108,11 @@ typedef struct evio_info {
 typedef int (*evio_resolver)(void *udata, const char *host, int family,
                              struct sockaddr_storage *out, socklen_t *outlen);
 
-/* The callbacks.  Any of them may be NULL.  Every callback runs on the loop
- * thread; a connection's callbacks never run concurrently. */
+/* The callbacks.  Any of them may be NULL.  Every callback runs on a loop
+ * thread; a connection lives on one loop for its whole life and its
+ * callbacks never run concurrently.  With several loops, callbacks of
+ * different connections do run concurrently, on different threads: share
+ * application state between them only with your own locking. */
 typedef struct evio_events {
     /* Yours: evio never looks at it.  Read it back with evio_server_udata(). */
     void *udata;
@@ -135,7 +149,7 @@ typedef struct evio_events {
     evio_action (*prewrite)(evio_conn *c, size_t amount);
     evio_action (*postwrite)(evio_conn *c, size_t written, size_t remaining);
 
-    /* First fires right after serving(), then again after *delay_ns
+    /* Runs on loop 0.  First fires right after serving(), then again after *delay_ns
      * nanoseconds (measured from when it was due, so a slow callback does
      * not make the period drift).  *delay_ns is 0 on entry.  A delay below
      * one millisecond (zero and negative included) is raised to one
@@ -147,6 +161,23 @@ typedef struct evio_events {
     /* How evio_dial() resolves names that are not numeric addresses.  NULL:
      * the system's getaddrinfo() on a small private thread pool. */
     evio_resolver resolve;
+
+    /* Number of loops, each on its own thread: 0 or 1 runs one loop on the
+     * thread that calls evio_serve; n > 1 runs n, the caller being loop 0;
+     * EVIO_LOOPS_PER_CPU runs one per online CPU. */
+    int nloops;
+
+    /* How accepted connections are spread over the loops.  Listeners
+     * without ?reuseport are watched by loop 0 alone, which accepts and
+     * hands each connection to the chosen loop (no thundering herd); with
+     * ?reuseport=true every loop has its own listener and the kernel
+     * spreads connections, so balance does not apply to them.  Dials from
+     * outside a loop are spread the same way. */
+    evio_balance balance;
+
+    /* UDP: a session silent for this many milliseconds is closed (closed()
+     * fires with -ETIMEDOUT).  0 means 60000; negative means never. */
+    int udp_idle_ms;
 } evio_events;
 
 /* ---------------------------------------------------------------- serving */
@@ -154,8 +185,15 @@ typedef struct evio_events {
 /* Bind every address and run the loop until an event returns EVIO_SHUTDOWN.
  *
  * Addresses: "tcp://host:port", "tcp4://…", "tcp6://[::1]:port",
- * "unix://path" ("unix:///tmp/s" is the absolute path /tmp/s); no scheme
- * means tcp.  An empty host ("tcp://:5000", ":5000") means every local
+ * "unix://path" ("unix:///tmp/s" is the absolute path /tmp/s), and
+ * "udp://", "udp4://", "udp6://" like tcp; no scheme means tcp.
+ *
+ * UDP: every remote address is a session, shown to the application as a
+ * connection: opened() fires on its first datagram, data() once per
+ * datagram, and every evio_write() is sent at once as one datagram (a
+ * datagram the socket cannot take is dropped, as UDP may).  A session ends
+ * with EVIO_CLOSE, at shutdown or after udp_idle_ms of silence.  prewrite,
+ * postwrite, wake, dial and detach do not apply to UDP sessions.  An empty host ("tcp://:5000", ":5000") means every local
  * address; port 0 lets the kernel choose.  Options follow as a query:
  * "?reuseport=true" sets SO_REUSEPORT.  A stale unix socket file left by an
  * earlier run is replaced; the file is removed again on shutdown.
@@ -182,7 +220,8 @@ EVIO_EXPORT const struct sockaddr *evio_server_addr(const evio_server *srv, size
  * loop.  Wakes coalesce: many calls before the loop gets to it fire data
  * once, and a call is never lost (a data event always follows the last
  * call).  Any thread, also from inside callbacks and signal-free contexts.
- * Returns 0, or EVIO_ENOTFOUND if no open connection has this id. */
+ * Returns 0, EVIO_ENOTFOUND if no open connection has this id, or
+ * EVIO_EUDP for a UDP session. */
 EVIO_EXPORT int evio_wake(evio_server *srv, uint64_t id);
 
 /* Shut the server down as if an event had returned EVIO_SHUTDOWN: every
@@ -203,7 +242,8 @@ EVIO_EXPORT int evio_server_shutdown(evio_server *srv);
  * (evio_conn_context) before opened() fires.  Called on a loop thread, the
  * connection joins that loop.  Wakes for the id before it has opened are
  * delivered right after opened().  Any thread.  Returns 0, EVIO_EADDR /
- * EVIO_ESCHEME / EVIO_EOPTION for a malformed address, EVIO_ESHUTDOWN
+ * EVIO_ESCHEME / EVIO_EOPTION for a malformed address, EVIO_EUDP for a
+ * udp address, EVIO_ESHUTDOWN
  * after a shutdown began, or -ENOMEM. */
 EVIO_EXPORT int evio_dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx,
                           uint64_t *id);

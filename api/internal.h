@@ -79,6 +79,8 @@ void evio__addr_set_port(evio__addr *a, in_port_t port);
 typedef struct evio__listener {
     int fd;
     int index;       /* position in serve's addrs[] */
+    int loop;        /* the loop that watches it */
+    bool per_loop;   /* one copy per loop (?reuseport): accept locally */
     evio__addr addr; /* as bound: port 0 resolved */
     bool active;     /* registered for READ with the poller */
 } evio__listener;
@@ -110,6 +112,8 @@ enum {
     EVIO__CONN_DIRTY = 32u,     /* on the loop's dirty list */
 };
 
+typedef struct evio__udp_session evio__udp_session;
+
 /* ---------------------------------------------------------------- timers */
 
 /* A min-heap of deadlines; each timer knows its slot so it can leave early. */
@@ -138,6 +142,7 @@ struct evio_conn {
     bool wake_queued;   /* under loop->lock */
     bool wake_deferred; /* woken before it opened: data(NULL, 0) after opened */
     bool is_unix;
+    bool is_udp; /* set before the id is published: read by other threads */
     void *ctx;
     evio__buf out;
     evio_conn *prev, *next; /* the loop's list of live connections */
@@ -174,8 +179,16 @@ struct evio__loop {
     bool closed;       /* the server is past accepting dials */
     atomic_int wake_signaled; /* the poller has been (or is being) woken */
 
+    struct evio__handoff *inbox; /* accepted by loop 0 for this loop, under lock */
+    atomic_int load;     /* live connections plus handoffs on their way */
+
     evio_conn *dirty;  /* connections whose state changed outside their own event */
     evio__heap timers; /* dial deadlines */
+
+    /* UDP sessions: by remote address, and least recently heard first. */
+    evio__udp_session **udp_table;
+    size_t udp_cap, udp_len;
+    evio__udp_session *udp_oldest, *udp_newest;
 
     bool accept_paused;
     int64_t accept_retry_at;
@@ -187,6 +200,8 @@ typedef struct evio__resolver evio__resolver;
 
 struct evio_server {
     const evio_events *ev;
+    atomic_uint balance_next; /* round robin position / random state */
+    int64_t udp_idle_ns;      /* < 0: never */
     pthread_mutex_t resolver_lock;
     evio__resolver *resolver; /* started on the first dial of a name */
     evio__listener *listeners;
@@ -239,8 +254,28 @@ void evio__conn_close(evio_conn *c, int err);
 void evio__conn_shutdown(evio_conn *c);
 void evio__conn_update(evio_conn *c);
 void evio__conn_link(evio__loop *l, evio_conn *c);
+void evio__conn_unlink(evio_conn *c);
+void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr *ra,
+                     socklen_t rlen);
 
 /* server-wide (server.c) */
 void evio__server_act(evio_server *srv, evio_action a);
+evio__loop *evio__server_pick_loop(evio_server *srv);
+
+/* A connection accepted on loop 0 for another loop. */
+typedef struct evio__handoff {
+    struct evio__handoff *next;
+    int fd;
+    evio__listener *ln;
+    struct sockaddr_storage ra;
+    socklen_t rlen;
+} evio__handoff;
+
+/* UDP (udp.c) */
+void evio__udp_read(evio__loop *l, evio__listener *ln);
+int evio__udp_write(evio_conn *c, const void *buf, size_t len);
+void evio__udp_forget(evio_conn *c);
+int64_t evio__udp_expire(evio__loop *l, int64_t now); /* next deadline or -1 */
+void evio__udp_free_table(evio__loop *l);
 
 #endif /* EVIO_INTERNAL_H */

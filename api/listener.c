@@ -59,7 +59,8 @@ int evio__listener_open(evio__listener *l, const evio__addr *a, int index)
         return fd;
     if (a->sa.ss_family == AF_UNIX)
         remove_stale_socket(a);
-    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 || listen(fd, SOMAXCONN) < 0)
+    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 ||
+        (a->socktype == SOCK_STREAM && listen(fd, SOMAXCONN) < 0))
         goto fail;
     if (a->sa.ss_family != AF_UNIX) {
         l->addr.len = sizeof l->addr.sa;

@@ -89,6 +89,7 @@ void evio__loop_destroy(evio__loop *l)
     free(l->wakeq);
     free(l->wakeq_spare);
     free(l->woken);
+    evio__udp_free_table(l);
 }
 
 static int ensure_slot(evio__loop *l, int fd)
@@ -139,7 +140,8 @@ void evio__loop_pause_accept(evio__loop *l)
     evio_server *srv = l->srv;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         evio__listener *ln = &srv->listeners[i];
-        if (ln->active && evio__loop_rewatch(l, ln->fd, EVIO__READ, 0) == 0)
+        if (ln->loop == l->index && ln->addr.socktype == SOCK_STREAM && ln->active &&
+            evio__loop_rewatch(l, ln->fd, EVIO__READ, 0) == 0)
             ln->active = false;
     }
     l->accept_paused = true;
@@ -151,7 +153,8 @@ void evio__loop_resume_accept(evio__loop *l)
     evio_server *srv = l->srv;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         evio__listener *ln = &srv->listeners[i];
-        if (!ln->active && ln->fd >= 0 && evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
+        if (ln->loop == l->index && !ln->active && ln->fd >= 0 &&
+            evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
             ln->active = true;
     }
     l->accept_paused = false;
@@ -176,7 +179,7 @@ static int64_t run_timers(evio__loop *l)
 {
     evio_server *srv = l->srv;
     bool ticks = l->index == 0 && srv->tick_due;
-    if (!ticks && !l->accept_paused && !evio__heap_top(&l->timers))
+    if (!ticks && !l->accept_paused && !evio__heap_top(&l->timers) && !l->udp_oldest)
         return -1;
     int64_t now = evio__now_ns(), timeout = -1;
     if (l->accept_paused && now >= l->accept_retry_at)
@@ -192,6 +195,9 @@ static int64_t run_timers(evio__loop *l)
     const evio__timer *t = evio__heap_top(&l->timers);
     if (t && (timeout < 0 || t->due - now < timeout))
         timeout = t->due - now;
+    int64_t udp_due = evio__udp_expire(l, now);
+    if (udp_due >= 0 && (timeout < 0 || udp_due - now < timeout))
+        timeout = udp_due - now;
     return timeout < 0 ? 0 : timeout;
 }
 
@@ -228,9 +234,13 @@ int evio__loop_run(evio__loop *l)
              * this batch: the fd number was reused and the event is stale. */
             if (!s->ptr || s->since >= l->batch)
                 continue;
-            if (s->kind == EVIO__SLOT_LISTENER)
-                evio__accept(l, s->ptr);
-            else
+            if (s->kind == EVIO__SLOT_LISTENER) {
+                evio__listener *ln = s->ptr;
+                if (ln->addr.socktype == SOCK_DGRAM)
+                    evio__udp_read(l, ln);
+                else
+                    evio__accept(l, ln);
+            } else
                 evio__conn_ready(s->ptr, e->mask);
         }
         if (atomic_load(&l->wake_signaled))

@@ -1,59 +1,151 @@
-/* server.c — evio_serve(): bind, run the loop, shut everything down. */
+/* server.c — evio_serve(): bind, run the loops, shut everything down.
+ *
+ * The thread that calls evio_serve runs loop 0; loops 1..n-1 get threads of
+ * their own.  A listener without ?reuseport is watched by loop 0, which
+ * hands accepted connections to the loop the balance policy picks; with
+ * ?reuseport every loop binds its own copy and the kernel spreads
+ * connections.  On shutdown every loop closes its own connections, on its
+ * own thread, before serve returns. */
 #include "config.h"
 
 #include <errno.h>
 #include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "internal.h"
 
 void evio__server_act(evio_server *srv, evio_action a)
 {
-    if (a == EVIO_SHUTDOWN)
-        atomic_store(&srv->shutdown, 1);
+    if (a != EVIO_SHUTDOWN || atomic_exchange(&srv->shutdown, 1))
+        return;
+    for (int i = 0; i < srv->nloops; i++) /* the others may be asleep */
+        evio__loop_signal(&srv->loops[i]);
 }
 
-/* Close every connection (closed fires for each, after one last attempt to
- * send what is queued), then every listener. */
-static void server_close_all(evio_server *srv)
+evio__loop *evio__server_pick_loop(evio_server *srv)
 {
-    for (int i = 0; i < srv->nloops; i++) {
-        evio__loop *l = &srv->loops[i];
-        evio__dial_close_all(l);
-        while (l->conns)
-            evio__conn_shutdown(l->conns);
-        l->dirty = NULL; /* every connection on it is dead now */
-        evio__loop_bury(l);
+    int n = srv->nloops;
+    if (n == 1)
+        return &srv->loops[0];
+    switch (srv->ev->balance) {
+    case EVIO_RANDOM: {
+        /* xorshift on a shared word: racing threads may draw the same
+         * number, which is still a fair pick */
+        unsigned x = atomic_load(&srv->balance_next);
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        atomic_store(&srv->balance_next, x);
+        return &srv->loops[x % (unsigned)n];
     }
-    for (size_t i = 0; i < srv->nlisteners; i++)
-        evio__listener_close(&srv->listeners[i]);
+    case EVIO_LEAST_CONNECTIONS: {
+        int best = 0, best_load = atomic_load(&srv->loops[0].load);
+        for (int i = 1; i < n; i++) {
+            int load = atomic_load(&srv->loops[i].load);
+            if (load < best_load)
+                best = i, best_load = load;
+        }
+        return &srv->loops[best];
+    }
+    case EVIO_ROUND_ROBIN:
+    default:
+        return &srv->loops[atomic_fetch_add(&srv->balance_next, 1) % (unsigned)n];
+    }
+}
+
+/* On the loop's own thread, after it stopped: every connection it owns
+ * gets its closed(), and connections handed to it but not opened go. */
+static void loop_close_all(evio__loop *l)
+{
+    pthread_mutex_lock(&l->lock);
+    evio__handoff *h = l->inbox;
+    l->inbox = NULL;
+    pthread_mutex_unlock(&l->lock);
+    while (h) {
+        evio__handoff *next = h->next;
+        close(h->fd);
+        free(h);
+        h = next;
+    }
+    evio__dial_close_all(l);
+    while (l->conns)
+        evio__conn_shutdown(l->conns);
+    l->dirty = NULL; /* every connection on it is dead now */
+    evio__loop_bury(l);
+}
+
+static int loop_serve(evio__loop *l)
+{
+    int err = evio__loop_run(l);
+    if (err) /* a failed poller takes the whole server down */
+        evio__server_act(l->srv, EVIO_SHUTDOWN);
+    loop_close_all(l);
+    return err;
+}
+
+typedef struct loop_thread {
+    evio__loop *loop;
+    pthread_t thread;
+    int err;
+    bool started;
+} loop_thread;
+
+static void *loop_thread_main(void *arg)
+{
+    loop_thread *t = arg;
+    t->err = loop_serve(t->loop);
+    return NULL;
 }
 
 static void server_free(evio_server *srv)
 {
-    pthread_mutex_destroy(&srv->resolver_lock);
+    for (size_t i = 0; i < srv->nlisteners; i++)
+        evio__listener_close(&srv->listeners[i]);
     for (int i = 0; i < srv->nloops; i++)
         evio__loop_destroy(&srv->loops[i]);
+    pthread_mutex_destroy(&srv->resolver_lock);
     free(srv->loops);
     free(srv->listeners);
     free(srv);
 }
 
+/* Parse everything first, so a malformed address binds nothing; then bind
+ * each address once, and again for every other loop where it asks for
+ * reuseport (unix sockets cannot share a path, so never for them). */
 static int server_bind(evio_server *srv, const char *const addrs[], size_t naddrs)
 {
     evio__addr *parsed = calloc(naddrs, sizeof *parsed);
     if (!parsed)
         return -ENOMEM;
     int err = 0;
-    /* Parse everything first, so a malformed address binds nothing. */
     for (size_t i = 0; i < naddrs && !err; i++)
         err = evio__addr_parse(addrs[i], &parsed[i], true);
     for (size_t i = 0; i < naddrs && !err; i++) {
-        err = evio__listener_open(&srv->listeners[i], &parsed[i], (int)i);
-        if (!err)
-            srv->nlisteners++;
+        evio__listener *first = &srv->listeners[srv->nlisteners];
+        err = evio__listener_open(first, &parsed[i], (int)i);
+        if (err)
+            break;
+        srv->nlisteners++;
+        first->per_loop = parsed[i].reuseport && srv->nloops > 1 &&
+                          parsed[i].sa.ss_family != AF_UNIX;
+        for (int k = 1; first->per_loop && k < srv->nloops && !err; k++) {
+            evio__addr bound = first->addr; /* port 0 resolved: all share it */
+            evio__listener *copy = &srv->listeners[srv->nlisteners];
+            err = evio__listener_open(copy, &bound, (int)i);
+            if (!err) {
+                copy->loop = k;
+                copy->per_loop = true;
+                srv->nlisteners++;
+            }
+        }
     }
     free(parsed);
     return err;
+}
+
+static int online_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
 }
 
 int evio_serve(const evio_events *events, const char *const addrs[], size_t naddrs)
@@ -62,33 +154,47 @@ int evio_serve(const evio_events *events, const char *const addrs[], size_t nadd
         return EVIO_EINVAL;
     if (!addrs || naddrs == 0)
         return EVIO_ENOADDR;
+    int nloops = events->nloops == EVIO_LOOPS_PER_CPU ? online_cpus()
+                 : events->nloops <= 0                ? 1
+                                                      : events->nloops;
+    if (events->nloops < EVIO_LOOPS_PER_CPU || nloops > 1024)
+        return EVIO_EINVAL;
     evio_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return -ENOMEM;
     srv->ev = events;
     atomic_init(&srv->shutdown, 0);
+    atomic_init(&srv->balance_next, (unsigned)time(NULL) | 1u);
+    if (events->balance == EVIO_ROUND_ROBIN)
+        atomic_init(&srv->balance_next, 0);
+    srv->udp_idle_ns = events->udp_idle_ms < 0    ? -1
+                       : events->udp_idle_ms == 0 ? 60000LL * 1000000
+                                                  : (int64_t)events->udp_idle_ms * 1000000;
     pthread_mutex_init(&srv->resolver_lock, NULL);
-    srv->listeners = calloc(naddrs, sizeof *srv->listeners);
-    srv->nloops = 1;
-    srv->loops = calloc((size_t)srv->nloops, sizeof *srv->loops);
-    if (!srv->listeners || !srv->loops) {
+    srv->nloops = nloops;
+    srv->listeners = calloc(naddrs * (size_t)nloops, sizeof *srv->listeners);
+    srv->loops = calloc((size_t)nloops, sizeof *srv->loops);
+    loop_thread *threads = calloc((size_t)nloops, sizeof *threads);
+    if (!srv->listeners || !srv->loops || !threads) {
+        srv->nloops = 0;
+        free(threads);
         server_free(srv);
         return -ENOMEM;
     }
 
     int err = server_bind(srv, addrs, naddrs);
-    int nloops = 0;
-    for (; !err && nloops < srv->nloops; nloops++)
-        err = evio__loop_init(&srv->loops[nloops], srv, nloops);
-    srv->nloops = nloops;
-    evio__loop *l = &srv->loops[0];
+    int ready = 0;
+    for (; !err && ready < nloops; ready++)
+        err = evio__loop_init(&srv->loops[ready], srv, ready);
+    srv->nloops = ready; /* only what exists gets destroyed */
     for (size_t i = 0; i < srv->nlisteners && !err; i++) {
-        err = evio__loop_watch(l, srv->listeners[i].fd, EVIO__SLOT_LISTENER,
-                               &srv->listeners[i], EVIO__READ);
-        srv->listeners[i].active = !err;
+        evio__listener *ln = &srv->listeners[i];
+        err = evio__loop_watch(&srv->loops[ln->loop], ln->fd, EVIO__SLOT_LISTENER, ln,
+                               EVIO__READ);
+        ln->active = !err;
     }
     if (err) {
-        server_close_all(srv);
+        free(threads);
         server_free(srv);
         return err;
     }
@@ -97,9 +203,30 @@ int evio_serve(const evio_events *events, const char *const addrs[], size_t nadd
         evio__server_act(srv, events->serving(srv));
     if (events->tick)
         srv->tick_due = evio__now_ns(); /* the first tick comes right away */
-    err = evio__loop_run(l);
+    for (int i = 1; i < nloops; i++) {
+        threads[i].loop = &srv->loops[i];
+        threads[i].started =
+            pthread_create(&threads[i].thread, NULL, loop_thread_main, &threads[i]) == 0;
+        if (!threads[i].started) { /* run what we have, then stop */
+            err = -EAGAIN;
+            evio__server_act(srv, EVIO_SHUTDOWN);
+            break;
+        }
+    }
+    int err0 = loop_serve(&srv->loops[0]);
+    if (!err)
+        err = err0;
+    for (int i = 1; i < nloops; i++) {
+        if (!threads[i].started) {
+            loop_close_all(&srv->loops[i]); /* never ran: nothing is open */
+            continue;
+        }
+        pthread_join(threads[i].thread, NULL);
+        if (!err)
+            err = threads[i].err;
+    }
+    free(threads);
     evio__resolver_stop(srv); /* its threads signal the loops: stop it first */
-    server_close_all(srv);
     server_free(srv);
     return err;
 }
@@ -109,16 +236,27 @@ void *evio_server_udata(const evio_server *srv)
     return srv->ev->udata;
 }
 
+/* Listeners are stored address by address, each followed by its per-loop
+ * copies; the first of each is the one to report. */
+static const evio__listener *first_listener(const evio_server *srv, size_t i)
+{
+    for (size_t k = 0; k < srv->nlisteners; k++)
+        if (srv->listeners[k].index == (int)i)
+            return &srv->listeners[k];
+    return NULL;
+}
+
 size_t evio_server_naddrs(const evio_server *srv)
 {
-    return srv->nlisteners;
+    return srv->nlisteners ? (size_t)srv->listeners[srv->nlisteners - 1].index + 1 : 0;
 }
 
 const struct sockaddr *evio_server_addr(const evio_server *srv, size_t i, socklen_t *len)
 {
-    if (i >= srv->nlisteners)
+    const evio__listener *ln = first_listener(srv, i);
+    if (!ln)
         return NULL;
     if (len)
-        *len = srv->listeners[i].addr.len;
-    return (const struct sockaddr *)&srv->listeners[i].addr.sa;
+        *len = ln->addr.len;
+    return (const struct sockaddr *)&ln->addr.sa;
 }

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -41,6 +42,8 @@ int evio_wake(evio_server *srv, uint64_t id)
     evio_conn *c = evio__idmap_get(&l->ids, id);
     if (!c)
         err = EVIO_ENOTFOUND;
+    else if (c->is_udp)
+        err = EVIO_EUDP;
     else if (!c->wake_queued && (err = enqueue(l, id)) == 0)
         c->wake_queued = true;
     pthread_mutex_unlock(&l->lock);
@@ -53,10 +56,33 @@ int evio_server_shutdown(evio_server *srv)
 {
     if (!srv)
         return EVIO_EINVAL;
-    atomic_store(&srv->shutdown, 1);
-    for (int i = 0; i < srv->nloops; i++)
-        evio__loop_signal(&srv->loops[i]);
+    evio__server_act(srv, EVIO_SHUTDOWN);
     return 0;
+}
+
+/* Open the connections loop 0 accepted for this loop, oldest first. */
+static void drain_inbox(evio__loop *l)
+{
+    pthread_mutex_lock(&l->lock);
+    evio__handoff *h = l->inbox, *fifo = NULL;
+    l->inbox = NULL;
+    pthread_mutex_unlock(&l->lock);
+    while (h) {
+        evio__handoff *next = h->next;
+        h->next = fifo;
+        fifo = h;
+        h = next;
+    }
+    while (fifo) {
+        evio__handoff *next = fifo->next;
+        atomic_fetch_sub(&l->load, 1); /* conn_open counts it again */
+        if (atomic_load(&l->srv->shutdown))
+            close(fifo->fd);
+        else
+            evio__conn_open(l, fifo->ln, fifo->fd, (struct sockaddr *)&fifo->ra, fifo->rlen);
+        free(fifo);
+        fifo = next;
+    }
 }
 
 void evio__loop_process_wakes(evio__loop *l)
@@ -64,6 +90,7 @@ void evio__loop_process_wakes(evio__loop *l)
     /* Reset before draining: a wake that lands after the drain sees 0 and
      * signals again, so none is lost. */
     atomic_store(&l->wake_signaled, 0);
+    drain_inbox(l);
     evio__dial_process(l);
 
     pthread_mutex_lock(&l->lock);
