@@ -1,9 +1,10 @@
 /* echo-server — writes back whatever it receives.
  *
- *   echo-server [--port N] [--unixsocket PATH] [--reuseport]
+ *   echo-server [--port N] [--unixsocket PATH] [--reuseport] [--udp] [--loops N]
  *
- * Listens on tcp://:N (default 5000, every address) and, with --unixsocket,
- * on a unix socket too.  Stops on SIGINT/SIGTERM. */
+ * Listens on tcp://:N (default 5000, every address); with --udp on
+ * udp://:N too, with --unixsocket on a unix socket too.  --loops N runs N
+ * loops (threads; 0 = one per CPU).  Stops on SIGINT/SIGTERM. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <evio.h>
 
 static evio_server *volatile server; /* for the signal handler */
+static const char *schemes[3];       /* what each listen address is */
 
 static evio_action serving(evio_server *srv)
 {
@@ -22,7 +24,9 @@ static evio_action serving(evio_server *srv)
         const struct sockaddr *sa = evio_server_addr(srv, i, &len);
         char where[160];
         evio_addr_format(sa, len, where, sizeof where);
-        printf("listening on %s\n", where);
+        /* evio_addr_format names every IP address tcp://; say what it is */
+        const char *rest = strstr(where, "://");
+        printf("listening on %s%s\n", schemes[i], rest ? rest : where);
     }
     fflush(stdout);
     return EVIO_NONE;
@@ -44,7 +48,8 @@ static void on_signal(int sig)
 
 static void usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [--port N] [--unixsocket PATH] [--reuseport]\n", argv0);
+    fprintf(stderr, "usage: %s [--port N] [--unixsocket PATH] [--reuseport] [--udp] [--loops N]\n",
+            argv0);
     exit(2);
 }
 
@@ -52,7 +57,7 @@ int main(int argc, char **argv)
 {
     int port = 5000;
     const char *unixsocket = NULL;
-    int reuseport = 0;
+    int reuseport = 0, udp = 0, loops = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
             port = atoi(argv[++i]);
@@ -60,22 +65,38 @@ int main(int argc, char **argv)
             unixsocket = argv[++i];
         else if (strcmp(argv[i], "--reuseport") == 0)
             reuseport = 1;
+        else if (strcmp(argv[i], "--udp") == 0)
+            udp = 1;
+        else if (strcmp(argv[i], "--loops") == 0 && i + 1 < argc)
+            loops = atoi(argv[++i]);
         else
             usage(argv[0]);
     }
 
-    char tcp[64], unx[1100];
-    snprintf(tcp, sizeof tcp, "tcp://:%d%s", port, reuseport ? "?reuseport=true" : "");
-    const char *addrs[2] = {tcp, NULL};
+    const char *opt = reuseport ? "?reuseport=true" : "";
+    char tcp[64], udpaddr[64], unx[1100];
+    snprintf(tcp, sizeof tcp, "tcp://:%d%s", port, opt);
+    const char *addrs[3] = {tcp};
     size_t naddrs = 1;
+    schemes[0] = "tcp";
+    if (udp) {
+        snprintf(udpaddr, sizeof udpaddr, "udp://:%d%s", port, opt);
+        schemes[naddrs] = "udp";
+        addrs[naddrs++] = udpaddr;
+    }
     if (unixsocket) {
         snprintf(unx, sizeof unx, "unix://%s", unixsocket);
+        schemes[naddrs] = "unix";
         addrs[naddrs++] = unx;
     }
 
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
-    evio_events events = {.serving = serving, .data = data};
+    evio_events events = {
+        .serving = serving,
+        .data = data,
+        .nloops = loops == 0 ? EVIO_LOOPS_PER_CPU : loops,
+    };
     int err = evio_serve(&events, addrs, naddrs);
     if (err) {
         fprintf(stderr, "echo-server: %s\n", evio_strerror(err));
