@@ -38,6 +38,7 @@ static void conn_apply(evio_conn *c, evio_action a)
         c->flags |= EVIO__CONN_DETACHING;
         break;
     case EVIO_SHUTDOWN:
+    case EVIO_DRAIN:
         evio__server_act(c->loop->srv, a);
         break;
     }
@@ -51,6 +52,10 @@ void evio__conn_unlink(evio_conn *c)
         evio__udp_forget(c);
     else if (c->fd >= 0)
         evio__loop_unwatch(l, c->fd, c->interest);
+    evio__idle_disarm(c);
+    evio__count(&l->stats.closed, 1);
+    if (c->inbound)
+        atomic_fetch_sub(&l->srv->accepted_open, 1);
     c->interest = 0;
     pthread_mutex_lock(&l->lock);
     evio__idmap_del(&l->ids, c->id);
@@ -117,6 +122,7 @@ static void conn_flush(evio_conn *c)
         }
         n = 0;
     }
+    evio__count(&c->loop->stats.bytes_out, (uint64_t)n);
     evio__buf_consume(&c->out, (size_t)n);
     if (ev->postwrite)
         conn_apply(c, ev->postwrite(c, (size_t)n, evio__buf_len(&c->out)));
@@ -127,6 +133,9 @@ static void conn_read(evio_conn *c)
     evio__loop *l = c->loop;
     ssize_t n = recv(c->fd, l->rbuf, sizeof l->rbuf, 0);
     if (n > 0) {
+        evio__count(&l->stats.bytes_in, (uint64_t)n);
+        if (c->idle_ns)
+            c->last_input = l->now;
         const evio_events *ev = events_of(c);
         if (ev->data)
             conn_apply(c, ev->data(c, l->rbuf, (size_t)n));
@@ -219,6 +228,7 @@ void evio__conn_link(evio__loop *l, evio_conn *c)
     l->conns = c;
     l->nconns++;
     atomic_fetch_add(&l->load, 1);
+    evio__count(&l->stats.linked, 1);
 }
 
 void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr *ra,
@@ -227,9 +237,11 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
     evio_server *srv = l->srv;
     evio_conn *c = calloc(1, sizeof *c);
     if (!c) {
+        atomic_fetch_sub(&srv->accepted_open, 1);
         close(fd);
         return;
     }
+    c->inbound = true; /* counted in accepted_open by evio__accept */
     int one = 1;
     c->is_unix = ln->addr.sa.ss_family == AF_UNIX;
     if (!c->is_unix) /* small replies must not wait for Nagle */
@@ -252,12 +264,18 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
         pthread_mutex_lock(&l->lock);
         evio__idmap_del(&l->ids, c->id);
         pthread_mutex_unlock(&l->lock);
+        atomic_fetch_sub(&srv->accepted_open, 1);
         close(fd);
         free(c);
         return;
     }
     c->interest = EVIO__READ;
     evio__conn_link(l, c);
+    evio__count(&l->stats.accepted, 1);
+    if (srv->ev->idle_timeout_ms > 0) {
+        c->idle_ns = (int64_t)srv->ev->idle_timeout_ms * 1000000;
+        evio__idle_arm(c);
+    }
 
     const evio_events *ev = srv->ev;
     if (!ev->opened)
@@ -293,12 +311,33 @@ static bool accept_paused_by(int err)
     return true;
 }
 
+/* max_conns and accept_filter: close at once what may not open.  What is
+ * admitted counts in accepted_open until it closes. */
+static bool admit(evio__loop *l, int fd, const struct sockaddr_storage *ra, socklen_t rlen)
+{
+    evio_server *srv = l->srv;
+    const evio_events *ev = srv->ev;
+    if (ev->max_conns > 0 && atomic_load(&srv->accepted_open) >= ev->max_conns) {
+        evio__count(&l->stats.refused, 1);
+        close(fd);
+        return false;
+    }
+    if (ev->accept_filter && !ev->accept_filter(ev->udata, (const struct sockaddr *)ra, rlen)) {
+        evio__count(&l->stats.filtered, 1);
+        close(fd);
+        return false;
+    }
+    atomic_fetch_add(&srv->accepted_open, 1);
+    return true;
+}
+
 /* Pass an accepted fd to the loop that will own it; it opens it there. */
 static void handoff(evio__loop *to, evio__listener *ln, int fd, const struct sockaddr_storage *ra,
                     socklen_t rlen)
 {
     evio__handoff *h = malloc(sizeof *h);
     if (!h) {
+        atomic_fetch_sub(&to->srv->accepted_open, 1);
         close(fd);
         return;
     }
@@ -334,6 +373,8 @@ void evio__accept(evio__loop *l, evio__listener *ln)
             }
             continue;
         }
+        if (!admit(l, fd, &ra, rlen))
+            continue;
         evio__loop *to = ln->per_loop || l->srv->nloops == 1 ? l : evio__server_pick_loop(l->srv);
         if (to == l)
             evio__conn_open(l, ln, fd, (struct sockaddr *)&ra, rlen);
@@ -369,6 +410,19 @@ static int conn_set_paused(evio_conn *c, bool paused)
         c->flags &= ~EVIO__CONN_PAUSED;
     if (!(c->flags & EVIO__CONN_DIRTY))
         evio__loop_mark_dirty(c->loop, c);
+    return 0;
+}
+
+int evio_conn_set_idle_timeout(evio_conn *c, int ms)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    if (c->is_udp)
+        return EVIO_EUDP;
+    if (ms < 0)
+        return EVIO_EINVAL;
+    c->idle_ns = (int64_t)ms * 1000000;
+    evio__idle_arm(c); /* counts from now */
     return 0;
 }
 

@@ -20,7 +20,7 @@ int evio_dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, uin
 {
     if (!srv || !addr || !id || timeout_ms < 0)
         return EVIO_EINVAL;
-    if (atomic_load(&srv->shutdown))
+    if (atomic_load(&srv->shutdown) || atomic_load(&srv->draining))
         return EVIO_ESHUTDOWN;
     evio__addr a;
     int err = evio__addr_parse(addr, &a, false);
@@ -207,6 +207,10 @@ void evio__dial_ready(evio_conn *c)
     }
     dial_done(c);
     const evio_events *ev = c->loop->srv->ev;
+    if (ev->idle_timeout_ms > 0) { /* opened() may still change it */
+        c->idle_ns = (int64_t)ev->idle_timeout_ms * 1000000;
+        evio__idle_arm(c);
+    }
     evio_action a = EVIO_NONE;
     if (ev->opened) {
         struct sockaddr_storage local, remote;

@@ -75,7 +75,10 @@ typedef enum evio_action {
     EVIO_NONE = 0,  /* carry on */
     EVIO_CLOSE,     /* flush pending output, then close; closed() fires */
     EVIO_DETACH,    /* flush pending output, then hand the fd over; detached() fires */
-    EVIO_SHUTDOWN   /* close every connection and listener, return from serve */
+    EVIO_SHUTDOWN,  /* close every connection and listener, return from serve */
+    EVIO_DRAIN      /* stop accepting, let connections finish, then return
+                     * from serve (see evio_server_drain; the deadline is
+                     * evio_events.drain_timeout_ms) */
 } evio_action;
 
 /* The server: valid from serving() until evio_serve() returns. */
@@ -178,7 +181,32 @@ typedef struct evio_events {
     /* UDP: a session silent for this many milliseconds is closed (closed()
      * fires with -ETIMEDOUT).  0 means 60000; negative means never. */
     int udp_idle_ms;
+
+    /* TCP and unix: a connection that receives nothing for this many
+     * milliseconds is closed (closed() fires with -ETIMEDOUT).  0: never.
+     * Per connection: evio_conn_set_idle_timeout().  Checked on a coarse
+     * timer wheel (EVIO_IDLE_RESOLUTION_MS), so it fires between the
+     * timeout and the timeout plus one resolution step. */
+    int idle_timeout_ms;
+
+    /* The most accepted connections open at once; 0: no limit.  A
+     * connection accepted beyond it is closed at once, before opened(),
+     * and counted in evio_stats.refused.  Dialed connections do not count. */
+    int max_conns;
+
+    /* Called for every accepted connection before opened(), on the loop
+     * that accepts it (loop 0 unless ?reuseport): return nonzero to accept,
+     * 0 to close it at once (counted in evio_stats.filtered).  The address
+     * is valid during the call only. */
+    int (*accept_filter)(void *udata, const struct sockaddr *remote, socklen_t len);
+
+    /* How long EVIO_DRAIN lets connections finish before it closes them;
+     * 0 means 30000. */
+    int drain_timeout_ms;
 } evio_events;
+
+/* The resolution of idle timeouts, in milliseconds. */
+#define EVIO_IDLE_RESOLUTION_MS 50
 
 /* ---------------------------------------------------------------- serving */
 
@@ -224,6 +252,34 @@ EVIO_EXPORT const struct sockaddr *evio_server_addr(const evio_server *srv, size
  * EVIO_EUDP for a UDP session. */
 EVIO_EXPORT int evio_wake(evio_server *srv, uint64_t id);
 
+/* Drain the server: close the listeners (unix socket files are removed),
+ * let open connections finish on their own, and return from evio_serve
+ * once none is left.  Connections still open after timeout_ms (0: 30000)
+ * are closed (closed() fires with -ETIMEDOUT).  EVIO_SHUTDOWN during a
+ * drain still closes everything at once.  Any thread, also a signal
+ * handler.  Returns 0. */
+EVIO_EXPORT int evio_server_drain(evio_server *srv, int timeout_ms);
+
+/* Counters, cheap to read from any thread at any time.  Each is exact for
+ * its loop; a snapshot taken while loops run is not one instant across
+ * loops. */
+typedef struct evio_stats {
+    uint64_t open;     /* connections open now (accepted, dialed, UDP) */
+    uint64_t accepted; /* accepted since serve began (UDP sessions included) */
+    uint64_t closed;   /* closed or detached since serve began */
+    uint64_t refused;  /* accepted and closed at once: over max_conns */
+    uint64_t filtered; /* accepted and closed at once: accept_filter said no */
+    uint64_t bytes_in;  /* read from sockets */
+    uint64_t bytes_out; /* written to sockets */
+    uint64_t wakes;     /* data(c, NULL, 0) events fired by evio_wake */
+} evio_stats;
+
+/* Fill *total with the sum over all loops and, when per_loop is not NULL,
+ * per_loop[i] for each loop i < nloops.  Returns the number of loops.  Any
+ * thread, while the server is valid. */
+EVIO_EXPORT int evio_server_stats(const evio_server *srv, evio_stats *total,
+                                  evio_stats *per_loop, int nloops);
+
 /* Shut the server down as if an event had returned EVIO_SHUTDOWN: every
  * connection is closed (closed() fires for each), listeners are closed and
  * evio_serve returns 0.  Any thread; returns at once, before the shutdown
@@ -260,6 +316,27 @@ EVIO_EXPORT int evio_dial(evio_server *srv, const char *addr, int timeout_ms, vo
  * -ENOMEM, or EVIO_ESHUTDOWN once the connection has closed or detached
  * (inside closed() and detached()). */
 EVIO_EXPORT int evio_write(evio_conn *c, const void *buf, size_t len);
+
+/* Queue len bytes for the connection with this id from any thread; they
+ * are copied, so buf may be reused at once.  The bytes go out after
+ * everything already queued on the connection, in the order calls return,
+ * and the bytes of one call are never interleaved with another's.  The
+ * loop is woken to send them; no data() event fires.  For a UDP session
+ * the bytes are one datagram.  Returns 0, EVIO_ENOTFOUND for an unknown or
+ * closed id, or -ENOMEM.  If the connection closes before the loop gets
+ * to the bytes, they are dropped. */
+EVIO_EXPORT int evio_send(evio_server *srv, uint64_t id, const void *buf, size_t len);
+
+/* Close the connection with this id from any thread, after everything
+ * queued on it (by events and by evio_send) has been written; closed()
+ * fires.  Returns 0 or EVIO_ENOTFOUND. */
+EVIO_EXPORT int evio_close(evio_server *srv, uint64_t id);
+
+/* Override evio_events.idle_timeout_ms for c: close it after ms
+ * milliseconds without input; 0 turns the timeout off.  Loop thread only.
+ * Returns 0, EVIO_EUDP for a UDP session (see udp_idle_ms), or
+ * EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_conn_set_idle_timeout(evio_conn *c, int ms);
 
 /* Stop reading from c: no data() with input fires until evio_conn_resume()
  * (wakes still fire data(c, NULL, 0)).  Output still flows.  For flow

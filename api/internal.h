@@ -26,6 +26,18 @@
 #define EVIO__ACCEPT_BUDGET 128       /* accepts per listener per iteration */
 #define EVIO__ACCEPT_RETRY_NS 100000000LL /* after EMFILE, try again in 100 ms */
 #define EVIO__MIN_TICK_NS 1000000LL       /* ticks below 1 ms would spin */
+#define EVIO__WHEEL_SLOTS 256             /* idle-timeout wheel: 256 x 50 ms */
+#define EVIO__WHEEL_NS ((int64_t)EVIO_IDLE_RESOLUTION_MS * 1000000)
+#define EVIO__DEFAULT_DRAIN_MS 30000
+
+/* A counter one loop writes and any thread reads: relaxed, and no locked
+ * instruction on the hot path since there is a single writer. */
+typedef _Atomic uint64_t evio__counter;
+static inline void evio__count(evio__counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
 
 /* ---------------------------------------------------------------- buffer */
 
@@ -143,13 +155,35 @@ struct evio_conn {
     bool wake_deferred; /* woken before it opened: data(NULL, 0) after opened */
     bool is_unix;
     bool is_udp; /* set before the id is published: read by other threads */
+    bool inbound; /* accepted: counts against max_conns */
     void *ctx;
     evio__buf out;
     evio_conn *prev, *next; /* the loop's list of live connections */
     evio_conn *qnext;       /* the dial queue, then the dirty list */
     evio__addr *dial;       /* while connecting: where to */
     evio__timer dial_timer;
+    /* Idle timeout: input stamps last_input; the wheel looks only when the
+     * slot comes round, so an event costs a store and no timer work. */
+    int64_t idle_ns; /* 0: none */
+    int64_t last_input;
+    evio_conn *wprev, *wnext;
+    int wslot; /* slot + 1; 0 when not on the wheel */
 };
+
+/* evio_send()/evio_close() from another thread, queued for the loop. */
+typedef struct evio__sendreq {
+    struct evio__sendreq *next;
+    uint64_t id;
+    evio_conn *conn; /* looked up under the lock when drained */
+    bool close;
+    size_t len;
+    char data[];
+} evio__sendreq;
+
+typedef struct evio__loop_stats {
+    evio__counter linked, accepted, closed, refused, filtered;
+    evio__counter bytes_in, bytes_out, wakes;
+} evio__loop_stats;
 
 struct evio__loop {
     evio_server *srv;
@@ -180,10 +214,21 @@ struct evio__loop {
     atomic_int wake_signaled; /* the poller has been (or is being) woken */
 
     struct evio__handoff *inbox; /* accepted by loop 0 for this loop, under lock */
+    evio__sendreq *sendq, *sendq_tail; /* from evio_send/evio_close, under lock */
     atomic_int load;     /* live connections plus handoffs on their way */
 
     evio_conn *dirty;  /* connections whose state changed outside their own event */
     evio__heap timers; /* dial deadlines */
+
+    int64_t now; /* monotonic ns, read once per iteration */
+    evio__loop_stats stats;
+
+    /* The idle-timeout wheel: slot i holds connections due in the 50 ms
+     * step that is i modulo the wheel's size. */
+    evio_conn *wheel[EVIO__WHEEL_SLOTS];
+    size_t wheel_count;
+    int64_t wheel_step; /* next step to look at: time / EVIO__WHEEL_NS */
+    bool listeners_closed; /* draining: this loop closed its listeners */
 
     /* UDP sessions: by remote address, and least recently heard first. */
     evio__udp_session **udp_table;
@@ -201,6 +246,9 @@ typedef struct evio__resolver evio__resolver;
 struct evio_server {
     const evio_events *ev;
     atomic_uint balance_next; /* round robin position / random state */
+    atomic_int accepted_open; /* for max_conns */
+    atomic_int draining;
+    _Atomic int64_t drain_deadline;
     int64_t udp_idle_ns;      /* < 0: never */
     pthread_mutex_t resolver_lock;
     evio__resolver *resolver; /* started on the first dial of a name */
@@ -270,6 +318,11 @@ typedef struct evio__handoff {
     struct sockaddr_storage ra;
     socklen_t rlen;
 } evio__handoff;
+
+/* idle timeouts (idle.c) */
+void evio__idle_arm(evio_conn *c);
+void evio__idle_disarm(evio_conn *c);
+int64_t evio__idle_expire(evio__loop *l, int64_t now); /* next due or -1 */
 
 /* UDP (udp.c) */
 void evio__udp_read(evio__loop *l, evio__listener *ln);

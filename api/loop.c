@@ -174,14 +174,51 @@ static void fire_tick(evio_server *srv, int64_t now)
     evio__server_act(srv, a);
 }
 
+/* Draining: close this loop's listeners once; past the deadline, close
+ * what is still open. */
+static void drain_step(evio__loop *l, int64_t now)
+{
+    evio_server *srv = l->srv;
+    if (!l->listeners_closed) {
+        for (size_t i = 0; i < srv->nlisteners; i++) {
+            evio__listener *ln = &srv->listeners[i];
+            if (ln->loop != l->index || ln->fd < 0)
+                continue;
+            evio__loop_unwatch(l, ln->fd, ln->active ? EVIO__READ : 0);
+            ln->active = false;
+            evio__listener_close(ln);
+        }
+        l->listeners_closed = true;
+        l->accept_paused = false;
+    }
+    if (now >= atomic_load(&srv->drain_deadline))
+        while (l->conns)
+            evio__conn_close(l->conns, -ETIMEDOUT);
+}
+
+/* A draining loop is done when nothing is open or on its way to it. */
+static bool drained(evio__loop *l)
+{
+    if (!atomic_load(&l->srv->draining) || !l->listeners_closed || l->conns)
+        return false;
+    pthread_mutex_lock(&l->lock);
+    bool empty = !l->dialq && !l->inbox && !l->sendq;
+    pthread_mutex_unlock(&l->lock);
+    return empty;
+}
+
 /* Fire what is due; return how long poll may sleep (-1: indefinitely). */
 static int64_t run_timers(evio__loop *l)
 {
     evio_server *srv = l->srv;
     bool ticks = l->index == 0 && srv->tick_due;
-    if (!ticks && !l->accept_paused && !evio__heap_top(&l->timers) && !l->udp_oldest)
+    bool draining = atomic_load(&srv->draining);
+    if (!ticks && !l->accept_paused && !evio__heap_top(&l->timers) && !l->udp_oldest &&
+        !l->wheel_count && !draining)
         return -1;
-    int64_t now = evio__now_ns(), timeout = -1;
+    int64_t now = l->now, timeout = -1;
+    if (draining)
+        drain_step(l, now);
     if (l->accept_paused && now >= l->accept_retry_at)
         evio__loop_resume_accept(l);
     evio__dial_expire(l, now);
@@ -195,9 +232,14 @@ static int64_t run_timers(evio__loop *l)
     const evio__timer *t = evio__heap_top(&l->timers);
     if (t && (timeout < 0 || t->due - now < timeout))
         timeout = t->due - now;
-    int64_t udp_due = evio__udp_expire(l, now);
-    if (udp_due >= 0 && (timeout < 0 || udp_due - now < timeout))
-        timeout = udp_due - now;
+    int64_t due = evio__udp_expire(l, now);
+    if (due >= 0 && (timeout < 0 || due - now < timeout))
+        timeout = due - now;
+    due = evio__idle_expire(l, now);
+    if (due >= 0 && (timeout < 0 || due - now < timeout))
+        timeout = due - now;
+    if (draining && (timeout < 0 || atomic_load(&srv->drain_deadline) - now < timeout))
+        timeout = atomic_load(&srv->drain_deadline) - now;
     return timeout < 0 ? 0 : timeout;
 }
 
@@ -215,9 +257,10 @@ int evio__loop_run(evio__loop *l)
 {
     evio_server *srv = l->srv;
     current_loop = l;
+    l->now = evio__now_ns();
     while (!atomic_load(&srv->shutdown)) {
         int64_t timeout = run_timers(l);
-        if (atomic_load(&srv->shutdown))
+        if (atomic_load(&srv->shutdown) || drained(l))
             break;
         int n = evio__backend.poll(l->poller, l->fired, EVIO__MAX_EVENTS, timeout);
         if (n < 0) { /* a broken poller fails fast instead of spinning */
@@ -225,6 +268,7 @@ int evio__loop_run(evio__loop *l)
             return n;
         }
         l->batch++;
+        l->now = evio__now_ns();
         for (int i = 0; i < n && !atomic_load(&srv->shutdown); i++) {
             const evio__event *e = &l->fired[i];
             if (e->fd < 0 || e->fd >= l->nslots)

@@ -17,10 +17,66 @@
 
 void evio__server_act(evio_server *srv, evio_action a)
 {
+    if (a == EVIO_DRAIN)
+        evio_server_drain(srv, srv->ev->drain_timeout_ms);
     if (a != EVIO_SHUTDOWN || atomic_exchange(&srv->shutdown, 1))
         return;
     for (int i = 0; i < srv->nloops; i++) /* the others may be asleep */
         evio__loop_signal(&srv->loops[i]);
+}
+
+int evio_server_drain(evio_server *srv, int timeout_ms)
+{
+    if (!srv || timeout_ms < 0)
+        return EVIO_EINVAL;
+    int64_t ms = timeout_ms ? timeout_ms : EVIO__DEFAULT_DRAIN_MS;
+    if (atomic_exchange(&srv->draining, 1))
+        return 0; /* the first deadline stands */
+    atomic_store(&srv->drain_deadline, evio__now_ns() + ms * 1000000);
+    for (int i = 0; i < srv->nloops; i++)
+        evio__loop_signal(&srv->loops[i]);
+    return 0;
+}
+
+static void stats_of(const evio__loop *l, evio_stats *s)
+{
+    const evio__loop_stats *c = &l->stats;
+    uint64_t linked = atomic_load_explicit(&c->linked, memory_order_relaxed);
+    *s = (evio_stats){
+        .closed = atomic_load_explicit(&c->closed, memory_order_relaxed),
+        .accepted = atomic_load_explicit(&c->accepted, memory_order_relaxed),
+        .refused = atomic_load_explicit(&c->refused, memory_order_relaxed),
+        .filtered = atomic_load_explicit(&c->filtered, memory_order_relaxed),
+        .bytes_in = atomic_load_explicit(&c->bytes_in, memory_order_relaxed),
+        .bytes_out = atomic_load_explicit(&c->bytes_out, memory_order_relaxed),
+        .wakes = atomic_load_explicit(&c->wakes, memory_order_relaxed),
+    };
+    s->open = linked > s->closed ? linked - s->closed : 0;
+}
+
+int evio_server_stats(const evio_server *srv, evio_stats *total, evio_stats *per_loop,
+                      int nloops)
+{
+    if (!srv)
+        return EVIO_EINVAL;
+    evio_stats sum = {0};
+    for (int i = 0; i < srv->nloops; i++) {
+        evio_stats s;
+        stats_of(&srv->loops[i], &s);
+        if (per_loop && i < nloops)
+            per_loop[i] = s;
+        sum.open += s.open;
+        sum.accepted += s.accepted;
+        sum.closed += s.closed;
+        sum.refused += s.refused;
+        sum.filtered += s.filtered;
+        sum.bytes_in += s.bytes_in;
+        sum.bytes_out += s.bytes_out;
+        sum.wakes += s.wakes;
+    }
+    if (total)
+        *total = sum;
+    return srv->nloops;
 }
 
 evio__loop *evio__server_pick_loop(evio_server *srv)
@@ -62,6 +118,7 @@ static void loop_close_all(evio__loop *l)
     pthread_mutex_unlock(&l->lock);
     while (h) {
         evio__handoff *next = h->next;
+        atomic_fetch_sub(&l->srv->accepted_open, 1);
         close(h->fd);
         free(h);
         h = next;

@@ -154,6 +154,7 @@ static evio__udp_session *session_open(evio__loop *l, evio__listener *ln,
     l->udp_len++;
     lru_append(l, s);
     evio__conn_link(l, c);
+    evio__count(&l->stats.accepted, 1);
     return s;
 }
 
@@ -182,6 +183,7 @@ void evio__udp_read(evio__loop *l, evio__listener *ln)
                 return;
             continue; /* e.g. ECONNREFUSED from an ICMP reply to a send */
         }
+        evio__count(&l->stats.bytes_in, (uint64_t)n);
         uint64_t hash = peer_hash(ln, (struct sockaddr *)&ra);
         evio__udp_session *s = NULL;
         if (l->udp_cap)
@@ -216,10 +218,13 @@ void evio__udp_read(evio__loop *l, evio__listener *ln)
 int evio__udp_write(evio_conn *c, const void *buf, size_t len)
 {
     evio__udp_session *s = session_of(c);
-    if (sendto(s->ln->fd, buf, len, 0, (const struct sockaddr *)&s->peer, s->peerlen) < 0 &&
-        errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
-        return -errno;
-    return 0; /* sent, or dropped because the socket is full: UDP may lose */
+    ssize_t n = sendto(s->ln->fd, buf, len, 0, (const struct sockaddr *)&s->peer, s->peerlen);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS
+                   ? 0 /* dropped because the socket is full: UDP may lose */
+                   : -errno;
+    evio__count(&c->loop->stats.bytes_out, (uint64_t)n);
+    return 0;
 }
 
 int64_t evio__udp_expire(evio__loop *l, int64_t now)

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -32,11 +33,16 @@ static int enqueue(evio__loop *l, uint64_t id)
     return 0;
 }
 
+static evio__loop *loop_of(evio_server *srv, uint64_t id)
+{
+    return &srv->loops[(id - 1) % (uint64_t)srv->nloops];
+}
+
 int evio_wake(evio_server *srv, uint64_t id)
 {
     if (!srv || !id)
         return EVIO_ENOTFOUND;
-    evio__loop *l = &srv->loops[(id - 1) % (uint64_t)srv->nloops];
+    evio__loop *l = loop_of(srv, id);
     int err = 0;
     pthread_mutex_lock(&l->lock);
     evio_conn *c = evio__idmap_get(&l->ids, id);
@@ -76,12 +82,82 @@ static void drain_inbox(evio__loop *l)
     while (fifo) {
         evio__handoff *next = fifo->next;
         atomic_fetch_sub(&l->load, 1); /* conn_open counts it again */
-        if (atomic_load(&l->srv->shutdown))
+        if (atomic_load(&l->srv->shutdown)) {
+            atomic_fetch_sub(&l->srv->accepted_open, 1);
             close(fifo->fd);
-        else
+        } else
             evio__conn_open(l, fifo->ln, fifo->fd, (struct sockaddr *)&fifo->ra, fifo->rlen);
         free(fifo);
         fifo = next;
+    }
+}
+
+/* Queue a request for the loop owning id, if id is open there now. */
+static int send_request(evio_server *srv, uint64_t id, const void *buf, size_t len, bool close)
+{
+    if (!srv || !id)
+        return EVIO_ENOTFOUND;
+    if (!buf && len)
+        return EVIO_EINVAL;
+    evio__sendreq *r = malloc(sizeof *r + len);
+    if (!r)
+        return -ENOMEM;
+    *r = (evio__sendreq){.id = id, .close = close, .len = len};
+    if (len)
+        memcpy(r->data, buf, len);
+    evio__loop *l = loop_of(srv, id);
+    pthread_mutex_lock(&l->lock);
+    bool known = evio__idmap_get(&l->ids, id) != NULL;
+    if (known) { /* in call order, behind what is queued */
+        if (l->sendq_tail)
+            l->sendq_tail->next = r;
+        else
+            l->sendq = r;
+        l->sendq_tail = r;
+    }
+    pthread_mutex_unlock(&l->lock);
+    if (!known) {
+        free(r);
+        return EVIO_ENOTFOUND;
+    }
+    evio__loop_signal(l);
+    return 0;
+}
+
+int evio_send(evio_server *srv, uint64_t id, const void *buf, size_t len)
+{
+    return send_request(srv, id, buf, len, false);
+}
+
+int evio_close(evio_server *srv, uint64_t id)
+{
+    return send_request(srv, id, NULL, 0, true);
+}
+
+/* Apply what evio_send/evio_close queued: output goes into the
+ * connection's buffer (flushed with the dirty list), closes become CLOSE. */
+static void drain_sends(evio__loop *l)
+{
+    pthread_mutex_lock(&l->lock);
+    evio__sendreq *r = l->sendq;
+    l->sendq = l->sendq_tail = NULL;
+    for (evio__sendreq *p = r; p; p = p->next)
+        p->conn = evio__idmap_get(&l->ids, p->id);
+    pthread_mutex_unlock(&l->lock);
+    while (r) {
+        evio__sendreq *next = r->next;
+        evio_conn *c = r->conn;
+        if (c && !(c->flags & EVIO__CONN_DEAD)) {
+            if (r->close) {
+                c->flags |= EVIO__CONN_CLOSING;
+                if (!(c->flags & EVIO__CONN_DIRTY))
+                    evio__loop_mark_dirty(l, c);
+            } else if (evio_write(c, r->data, r->len) != 0 && !c->is_udp) {
+                evio__conn_close(c, -ENOMEM); /* a hole in the stream is worse */
+            }
+        }
+        free(r);
+        r = next;
     }
 }
 
@@ -92,6 +168,7 @@ void evio__loop_process_wakes(evio__loop *l)
     atomic_store(&l->wake_signaled, 0);
     drain_inbox(l);
     evio__dial_process(l);
+    drain_sends(l);
 
     pthread_mutex_lock(&l->lock);
     uint64_t *ids = l->wakeq; /* swap in the spare: wakers never wait on callbacks */
@@ -118,7 +195,9 @@ void evio__loop_process_wakes(evio__loop *l)
         evio_conn *c = l->woken[i];
         if (c->flags & EVIO__CONN_CONNECTING)
             c->wake_deferred = true; /* data(NULL, 0) after opened() */
-        else if (!(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING | EVIO__CONN_DETACHING)))
+        else if (!(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING | EVIO__CONN_DETACHING))) {
+            evio__count(&l->stats.wakes, 1);
             evio__conn_after(c, ev->data ? ev->data(c, NULL, 0) : EVIO_NONE);
+        }
     }
 }
