@@ -34,8 +34,8 @@ static void conn_apply(evio_conn *c, evio_action a)
     case EVIO_CLOSE:
         c->flags |= EVIO__CONN_CLOSING;
         break;
-    case EVIO_DETACH:
-        c->flags |= EVIO__CONN_DETACHING;
+    case EVIO_DETACH: /* a translated stream is no use to the application */
+        c->flags |= c->xl ? EVIO__CONN_CLOSING : EVIO__CONN_DETACHING;
         break;
     case EVIO_SHUTDOWN:
     case EVIO_DRAIN:
@@ -137,8 +137,13 @@ static void conn_read(evio_conn *c)
         if (c->idle_ns)
             c->last_input = l->now;
         const evio_events *ev = events_of(c);
-        if (ev->data)
+        if (c->xl) {
+            int err = c->xl->input(c->xstate, c, l->rbuf, (size_t)n);
+            if (err)
+                evio__conn_fail(c, err);
+        } else if (ev->data) {
             conn_apply(c, ev->data(c, l->rbuf, (size_t)n));
+        }
     } else if (n == 0) {
         c->flags |= EVIO__CONN_CLOSING; /* the peer is done: flush, then close */
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -152,10 +157,22 @@ void evio__conn_update(evio_conn *c)
 {
     if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING))
         return;
+    if (c->flags & EVIO__CONN_FAILED) {
+        evio__conn_close(c, c->fail_err);
+        return;
+    }
     if (c->is_udp) { /* sent as written; only a close is left to do */
         if (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING))
             evio__conn_close(c, 0);
         return;
+    }
+    if (c->xl && (c->flags & EVIO__CONN_CLOSING) && !(c->flags & EVIO__CONN_FINISHED)) {
+        c->flags |= EVIO__CONN_FINISHED; /* last words before the last flush */
+        int err = c->xl->finish ? c->xl->finish(c->xstate, c) : 0;
+        if (err) {
+            evio__conn_close(c, err);
+            return;
+        }
     }
     if (evio__buf_len(&c->out) && !(c->interest & EVIO__WRITE)) {
         conn_flush(c);
@@ -278,7 +295,7 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
     }
 
     const evio_events *ev = srv->ev;
-    if (!ev->opened)
+    if (!ev->opened && !ev->translate)
         return;
     struct sockaddr_storage local;
     socklen_t llen = sizeof local;
@@ -291,7 +308,9 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
         .remote = ra,
         .remote_len = rlen,
     };
-    evio__conn_after(c, ev->opened(c, &info));
+    if (ev->translate && !evio__translate_open(c, &info))
+        return;
+    evio__conn_after(c, ev->opened ? ev->opened(c, &info) : EVIO_NONE);
 }
 
 static bool accept_paused_by(int err)
@@ -385,19 +404,52 @@ void evio__accept(evio__loop *l, evio__listener *ln)
 
 /* ---------------------------------------------------------------- public */
 
-int evio_write(evio_conn *c, const void *buf, size_t len)
+/* Into the socket's queue as it is. */
+int evio__conn_queue(evio_conn *c, const void *buf, size_t len)
 {
-    if (c->flags & EVIO__CONN_DEAD)
-        return EVIO_ESHUTDOWN;
-    if (!buf && len)
-        return EVIO_EINVAL;
-    if (c->is_udp)
-        return evio__udp_write(c, buf, len);
     /* Written from another connection's event (a proxy): flush it after
      * that event, since its own conn_update will not run. */
     if (!(c->flags & EVIO__CONN_DIRTY))
         evio__loop_mark_dirty(c->loop, c);
     return evio__buf_append(&c->out, buf, len);
+}
+
+/* Close with err as soon as the running event returns: closing inside it
+ * would fire closed() in the middle of the application's callback. */
+void evio__conn_fail(evio_conn *c, int err)
+{
+    if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_FAILED))
+        return;
+    c->flags |= EVIO__CONN_FAILED;
+    c->fail_err = err;
+    if (!(c->flags & EVIO__CONN_DIRTY))
+        evio__loop_mark_dirty(c->loop, c);
+}
+
+void evio__conn_free(evio_conn *c)
+{
+    if (c->xl && c->xl->free && c->xstate)
+        c->xl->free(c->xstate);
+    free(c->errmsg);
+    evio__buf_free(&c->out);
+    free(c);
+}
+
+int evio_write(evio_conn *c, const void *buf, size_t len)
+{
+    if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_FAILED))
+        return EVIO_ESHUTDOWN;
+    if (!buf && len)
+        return EVIO_EINVAL;
+    if (c->is_udp)
+        return evio__udp_write(c, buf, len);
+    if (c->xl) {
+        int err = c->xl->output(c->xstate, c, buf, len);
+        if (err)
+            evio__conn_fail(c, err);
+        return err;
+    }
+    return evio__conn_queue(c, buf, len);
 }
 
 static int conn_set_paused(evio_conn *c, bool paused)

@@ -212,7 +212,7 @@ void evio__dial_ready(evio_conn *c)
         evio__idle_arm(c);
     }
     evio_action a = EVIO_NONE;
-    if (ev->opened) {
+    if (ev->opened || ev->translate) {
         struct sockaddr_storage local, remote;
         socklen_t llen = sizeof local, rlen = sizeof remote;
         if (getsockname(c->fd, (struct sockaddr *)&local, &llen) < 0)
@@ -227,7 +227,9 @@ void evio__dial_ready(evio_conn *c)
             .remote_len = rlen,
             .dialed = 1,
         };
-        a = ev->opened(c, &info);
+        if (ev->translate && !evio__translate_open(c, &info))
+            return;
+        a = ev->opened ? ev->opened(c, &info) : EVIO_NONE;
     }
     evio__conn_after(c, a); /* now watching for input, output flushed */
     if (c->wake_deferred && !(c->flags & EVIO__CONN_DEAD)) {

@@ -19,6 +19,7 @@ const char *evio_strerror(int err)
     case EVIO_EINVAL: return "invalid argument";
     case EVIO_ENONAME: return "host name not found";
     case EVIO_EUDP: return "not available for UDP sessions (wake, dial)";
+    case EVIO_ETRANSLATE: return "the connection's translator failed (evio_conn_error() says why)";
     }
     if (err < 0 && err > -4096)
         return strerror(-err); /* glibc and the BSDs return static strings */

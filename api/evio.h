@@ -48,6 +48,7 @@ enum {
     EVIO_EINVAL    = -10008, /* an argument is out of range or NULL */
     EVIO_ENONAME   = -10009, /* a dialed host name could not be resolved */
     EVIO_EUDP      = -10010, /* not available for UDP sessions (wake, dial) */
+    EVIO_ETRANSLATE = -10011, /* a translator failed; see evio_conn_error() */
 };
 
 /* A static, human-readable message for any code returned by evio, including
@@ -111,6 +112,38 @@ typedef struct evio_info {
 typedef int (*evio_resolver)(void *udata, const char *host, int family,
                              struct sockaddr_storage *out, socklen_t *outlen);
 
+/* A translator sits between the socket and the application: it decodes
+ * the bytes that arrive before data() sees them and encodes what the
+ * application writes before it reaches the socket (TLS, compression).  It
+ * runs on the loop, inside the connection's events: no helper threads.
+ *
+ * evio calls, for each connection the translate choice picks:
+ *   open    before opened(): make *state; a negative return closes the
+ *           connection at once, before opened() (it never opens);
+ *   input   with bytes from the socket; call evio_translator_deliver() for
+ *           each piece of decoded data (that fires data()) and
+ *           evio_translator_send() for bytes the protocol must answer;
+ *   output  with what the application wrote; encode it and pass the
+ *           result to evio_translator_send();
+ *   finish  once, on an orderly close (EVIO_CLOSE, peer EOF), before the
+ *           last flush: a chance for last words such as TLS close_notify;
+ *   free    after closed(), or when open failed after making a state.
+ * input, output and finish return 0 or a negative code; a code ends the
+ * connection and closed() gets it.  An error of the translator's own
+ * (EVIO_ETRANSLATE, or one it documents) is best passed with a message
+ * through evio_translator_set_error() so the application can print it.
+ * Translated connections keep wake, close-with-flush and pause/resume;
+ * EVIO_DETACH on one closes it like EVIO_CLOSE (the fd carries encoded
+ * bytes the application could not use). */
+typedef struct evio_translator {
+    void *udata; /* the translator's own, e.g. an SSL_CTX */
+    int (*open)(const struct evio_translator *t, evio_conn *c, void **state);
+    int (*input)(void *state, evio_conn *c, const void *wire, size_t len);
+    int (*output)(void *state, evio_conn *c, const void *data, size_t len);
+    int (*finish)(void *state, evio_conn *c);
+    void (*free)(void *state);
+} evio_translator;
+
 /* The callbacks.  Any of them may be NULL.  Every callback runs on a loop
  * thread; a connection lives on one loop for its whole life and its
  * callbacks never run concurrently.  With several loops, callbacks of
@@ -158,6 +191,12 @@ typedef struct evio_events {
      * one millisecond (zero and negative included) is raised to one
      * millisecond, so a careless tick can never spin the CPU. */
     evio_action (*tick)(evio_server *srv, int64_t *delay_ns);
+
+    /* Which translator a new connection (accepted or dialed) gets, if any:
+     * return NULL for plain bytes.  The "should" of Go evio's Translate,
+     * choosing also what to translate with, e.g. TLS on listener 1 only.
+     * Called before opened(); info is as opened() will see it. */
+    const evio_translator *(*translate)(evio_conn *c, const evio_info *info);
 
     /* Options; zero means the default. */
 
@@ -366,6 +405,22 @@ EVIO_EXPORT evio_server *evio_conn_server(const evio_conn *c);
  * probe interval), or disable it with 0.  Returns 0, -ENOTSUP for unix
  * sockets, or -errno.  Loop thread only. */
 EVIO_EXPORT int evio_conn_set_keepalive(evio_conn *c, int seconds);
+
+/* For translators, inside input/output/finish of connection c:
+ * deliver decoded data to the application (fires data(); returns 0, or
+ * EVIO_ESHUTDOWN once the application closed the connection, when the
+ * translator should stop delivering), or send encoded bytes to the socket
+ * (queued like evio_write; returns 0 or -ENOMEM). */
+EVIO_EXPORT int evio_translator_deliver(evio_conn *c, const void *data, size_t len);
+EVIO_EXPORT int evio_translator_send(evio_conn *c, const void *wire, size_t len);
+
+/* Attach a message to the error a translator is about to return, e.g.
+ * OpenSSL's reason for a failed handshake.  Copied (up to 255 bytes). */
+EVIO_EXPORT void evio_translator_set_error(evio_conn *c, const char *msg);
+
+/* The message set by evio_translator_set_error(), or "" if none: read it in
+ * closed() to tell the user why.  Loop thread only. */
+EVIO_EXPORT const char *evio_conn_error(const evio_conn *c);
 
 /* ---------------------------------------------------------------- addresses */
 

@@ -122,6 +122,8 @@ enum {
     EVIO__CONN_CONNECTING = 8u, /* dialed, not opened yet */
     EVIO__CONN_PAUSED = 16u,    /* evio_conn_pause(): not reading */
     EVIO__CONN_DIRTY = 32u,     /* on the loop's dirty list */
+    EVIO__CONN_FAILED = 64u,    /* close at once with conn->fail_err */
+    EVIO__CONN_FINISHED = 128u, /* the translator's finish() ran */
 };
 
 typedef struct evio__udp_session evio__udp_session;
@@ -168,6 +170,10 @@ struct evio_conn {
     int64_t last_input;
     evio_conn *wprev, *wnext;
     int wslot; /* slot + 1; 0 when not on the wheel */
+    const evio_translator *xl; /* NULL: plain bytes */
+    void *xstate;
+    int fail_err;
+    char *errmsg; /* evio_translator_set_error() */
 };
 
 /* evio_send()/evio_close() from another thread, queued for the loop. */
@@ -303,6 +309,10 @@ void evio__conn_shutdown(evio_conn *c);
 void evio__conn_update(evio_conn *c);
 void evio__conn_link(evio__loop *l, evio_conn *c);
 void evio__conn_unlink(evio_conn *c);
+void evio__conn_fail(evio_conn *c, int err);
+int evio__conn_queue(evio_conn *c, const void *buf, size_t len);
+bool evio__translate_open(evio_conn *c, const evio_info *info);
+void evio__conn_free(evio_conn *c);
 void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr *ra,
                      socklen_t rlen);
 

@@ -248,8 +248,7 @@ void evio__loop_bury(evio__loop *l)
     while (l->graves) {
         evio_conn *c = l->graves;
         l->graves = c->next;
-        evio__buf_free(&c->out);
-        free(c);
+        evio__conn_free(c);
     }
 }
 

@@ -1,0 +1,65 @@
+/* translate.c — what translators call, and how a connection gets one. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* Before opened(): ask the application which translator c gets and let it
+ * set up.  false: the translator refused, c is gone (it never opened, so
+ * closed() does not fire). */
+bool evio__translate_open(evio_conn *c, const evio_info *info)
+{
+    const evio_translator *t = c->loop->srv->ev->translate(c, info);
+    if (!t)
+        return true;
+    c->xl = t;
+    int err = t->open(t, c, &c->xstate);
+    if (err == 0)
+        return true;
+    if (c->listener < 0) { /* a dial still owes one opened and one closed */
+        evio__dial_fail(c, err);
+        return false;
+    }
+    int fd = c->fd;
+    evio__conn_unlink(c);
+    c->fd = -1;
+    close(fd);
+    return false;
+}
+
+int evio_translator_deliver(evio_conn *c, const void *data, size_t len)
+{
+    if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_FAILED | EVIO__CONN_CLOSING))
+        return EVIO_ESHUTDOWN;
+    const evio_events *ev = c->loop->srv->ev;
+    if (ev->data) {
+        evio_action a = ev->data(c, data, len);
+        if (a == EVIO_SHUTDOWN || a == EVIO_DRAIN)
+            evio__server_act(c->loop->srv, a);
+        else if (a == EVIO_CLOSE || a == EVIO_DETACH)
+            c->flags |= EVIO__CONN_CLOSING; /* detach is a close here */
+    }
+    return c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_FAILED) ? EVIO_ESHUTDOWN : 0;
+}
+
+int evio_translator_send(evio_conn *c, const void *wire, size_t len)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    return evio__conn_queue(c, wire, len);
+}
+
+void evio_translator_set_error(evio_conn *c, const char *msg)
+{
+    free(c->errmsg);
+    c->errmsg = msg ? strndup(msg, 255) : NULL;
+}
+
+const char *evio_conn_error(const evio_conn *c)
+{
+    return c->errmsg ? c->errmsg : "";
+}
