@@ -153,27 +153,37 @@ static void conn_read(evio_conn *c)
 
 /* Bring the socket in line with the connection's state: flush new output,
  * finish a close or detach, and watch exactly what is needed. */
-void evio__conn_update(evio_conn *c)
+/* The states conn_update rarely meets; false when nothing is left to do. */
+static bool conn_update_unusual(evio_conn *c)
 {
     if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING))
-        return;
+        return false;
     if (c->flags & EVIO__CONN_FAILED) {
         evio__conn_close(c, c->fail_err);
-        return;
+        return false;
     }
-    if (c->is_udp) { /* sent as written; only a close is left to do */
+    if (c->flags & EVIO__CONN_UDP) { /* sent as written; only a close is left to do */
         if (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING))
             evio__conn_close(c, 0);
-        return;
+        return false;
     }
     if (c->xl && (c->flags & EVIO__CONN_CLOSING) && !(c->flags & EVIO__CONN_FINISHED)) {
         c->flags |= EVIO__CONN_FINISHED; /* last words before the last flush */
         int err = c->xl->finish ? c->xl->finish(c->xstate, c) : 0;
         if (err) {
             evio__conn_close(c, err);
-            return;
+            return false;
         }
     }
+    return true;
+}
+
+void evio__conn_update(evio_conn *c)
+{
+    if ((c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING | EVIO__CONN_FAILED |
+                     EVIO__CONN_UDP | EVIO__CONN_CLOSING)) &&
+        !conn_update_unusual(c))
+        return;
     if (evio__buf_len(&c->out) && !(c->interest & EVIO__WRITE)) {
         conn_flush(c);
         if (c->flags & EVIO__CONN_DEAD)
@@ -223,17 +233,13 @@ void evio__conn_ready(evio_conn *c, unsigned mask)
         evio__dial_ready(c);
         return;
     }
-    if ((mask & EVIO__WRITE) && (c->interest & EVIO__WRITE)) {
+    c->loop->current = c;
+    if ((mask & EVIO__WRITE) && (c->interest & EVIO__WRITE))
         conn_flush(c);
-        if (c->flags & EVIO__CONN_DEAD)
-            return;
-    }
-    if ((mask & EVIO__READ) && (c->interest & EVIO__READ)) {
-        conn_read(c);
-        if (c->flags & EVIO__CONN_DEAD)
-            return;
-    }
+    if ((mask & EVIO__READ) && (c->interest & EVIO__READ))
+        conn_read(c); /* conn_flush may have closed it: interest is 0 then */
     evio__conn_update(c);
+    c->loop->current = NULL;
 }
 
 void evio__conn_link(evio__loop *l, evio_conn *c)
@@ -310,7 +316,9 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
     };
     if (ev->translate && !evio__translate_open(c, &info))
         return;
+    l->current = c;
     evio__conn_after(c, ev->opened ? ev->opened(c, &info) : EVIO_NONE);
+    l->current = NULL;
 }
 
 static bool accept_paused_by(int err)
@@ -407,9 +415,10 @@ void evio__accept(evio__loop *l, evio__listener *ln)
 /* Into the socket's queue as it is. */
 int evio__conn_queue(evio_conn *c, const void *buf, size_t len)
 {
-    /* Written from another connection's event (a proxy): flush it after
-     * that event, since its own conn_update will not run. */
-    if (!(c->flags & EVIO__CONN_DIRTY))
+    /* Written from another connection's event (a proxy), a timer or a
+     * queue: flush it after the batch, since no conn_update of its own
+     * follows. */
+    if (c != c->loop->current && !(c->flags & EVIO__CONN_DIRTY))
         evio__loop_mark_dirty(c->loop, c);
     return evio__buf_append(&c->out, buf, len);
 }

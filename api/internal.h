@@ -124,6 +124,7 @@ enum {
     EVIO__CONN_DIRTY = 32u,     /* on the loop's dirty list */
     EVIO__CONN_FAILED = 64u,    /* close at once with conn->fail_err */
     EVIO__CONN_FINISHED = 128u, /* the translator's finish() ran */
+    EVIO__CONN_UDP = 256u,      /* a UDP session (also in is_udp, for other threads) */
 };
 
 typedef struct evio__udp_session evio__udp_session;
@@ -223,7 +224,8 @@ struct evio__loop {
     evio__sendreq *sendq, *sendq_tail; /* from evio_send/evio_close, under lock */
     atomic_int load;     /* live connections plus handoffs on their way */
 
-    evio_conn *dirty;  /* connections whose state changed outside their own event */
+    evio_conn *dirty;   /* connections whose state changed outside their own event */
+    evio_conn *current; /* whose event runs: updated right after it anyway */
     evio__heap timers; /* dial deadlines */
 
     int64_t now; /* monotonic ns, read once per iteration */

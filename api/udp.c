@@ -136,6 +136,7 @@ static evio__udp_session *session_open(evio__loop *l, evio__listener *ln,
     c->fd = ln->fd;
     c->listener = ln->index;
     c->is_udp = true;
+    c->flags = EVIO__CONN_UDP;
     c->dial_timer.slot = SIZE_MAX;
     s->ln = ln;
     s->peer = *ra;

@@ -197,7 +197,9 @@ void evio__loop_process_wakes(evio__loop *l)
             c->wake_deferred = true; /* data(NULL, 0) after opened() */
         else if (!(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING | EVIO__CONN_DETACHING))) {
             evio__count(&l->stats.wakes, 1);
+            l->current = c;
             evio__conn_after(c, ev->data ? ev->data(c, NULL, 0) : EVIO_NONE);
+            l->current = NULL;
         }
     }
 }
