@@ -4,7 +4,7 @@
  *
  * Listens on tcp://:N (default 5000, every address); with --udp on
  * udp://:N too, with --unixsocket on a unix socket too.  --loops N runs N
- * loops (threads; 0 = one per CPU).  Stops on SIGINT/SIGTERM. */
+ * loops (threads; 0 = one per CPU).  SIGTERM drains, SIGINT stops. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,11 +39,16 @@ static evio_action data(evio_conn *c, const void *in, size_t len)
     return EVIO_NONE;
 }
 
+/* SIGTERM drains (clients finish, for up to 5 s); SIGINT stops at once.
+ * Both calls are async-signal-safe: a flag and a wake. */
 static void on_signal(int sig)
 {
-    (void)sig;
-    if (server)
-        evio_server_shutdown(server); /* async-signal-safe: a flag and a wake */
+    if (!server)
+        return;
+    if (sig == SIGTERM)
+        evio_server_drain(server, 5000);
+    else
+        evio_server_shutdown(server);
 }
 
 static void usage(const char *argv0)

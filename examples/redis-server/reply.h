@@ -1,0 +1,64 @@
+/* reply.h — RESP2 replies, batched.
+ *
+ * A reply lives on the stack of one data() event and collects the answers
+ * to every command that event executes; reply_flush() hands them to
+ * evio_write() at once, so a pipeline of sixteen GETs costs one copy into
+ * evio's output buffer and one send(), not sixteen.  Values too big for the
+ * batch go to evio_write() directly. */
+#ifndef REPLY_H
+#define REPLY_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include <evio.h>
+
+#define REPLY_BATCH 16384
+
+typedef struct reply {
+    evio_conn *conn;
+    size_t len;
+    int err; /* the first evio_write() failure: the connection should close */
+    char buf[REPLY_BATCH];
+} reply;
+
+static inline void reply_init(reply *r, evio_conn *c)
+{
+    r->conn = c;
+    r->len = 0;
+    r->err = 0;
+}
+
+/* Send what is batched (at the end of the event, or before a big value). */
+void reply_flush(reply *r);
+
+void reply_raw_big(reply *r, const void *p, size_t n);
+
+/* Bytes as they are: the protocol is the caller's business. */
+static inline void reply_raw(reply *r, const void *p, size_t n)
+{
+    if (n <= REPLY_BATCH - r->len) {
+        memcpy(r->buf + r->len, p, n);
+        r->len += n;
+    } else {
+        reply_raw_big(r, p, n);
+    }
+}
+
+/* A constant reply such as "+OK\r\n". */
+#define reply_literal(r, s) reply_raw((r), (s), sizeof(s) - 1)
+
+void reply_bulk(reply *r, const void *p, size_t n); /* $<n>\r\n<bytes>\r\n */
+void reply_null(reply *r);                          /* $-1\r\n */
+void reply_integer(reply *r, long long v);          /* :<v>\r\n */
+void reply_array(reply *r, size_t n);               /* *<n>\r\n, then n replies */
+
+/* -<text>\r\n, printf-style.  CR and LF in the text become spaces, as
+ * Redis does, since client bytes often end up in error messages. */
+void reply_error(reply *r, const char *fmt, ...)
+#if defined(__GNUC__) || defined(__clang__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+#endif /* REPLY_H */
