@@ -16,7 +16,16 @@
 
 #include "internal.h"
 
+static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, uint64_t *id);
+
 int evio_dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, uint64_t *id)
+{
+    int err = dial(evio__enter(srv), addr, timeout_ms, ctx, id);
+    evio__leave(srv);
+    return err;
+}
+
+static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, uint64_t *id)
 {
     if (!srv || !addr || !id || timeout_ms < 0)
         return EVIO_EINVAL;

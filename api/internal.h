@@ -255,6 +255,7 @@ struct evio_server {
     const evio_events *ev;
     atomic_uint balance_next; /* round robin position / random state */
     atomic_int accepted_open; /* for max_conns */
+    atomic_int callers;       /* other threads inside evio_* calls on it */
     atomic_int draining;
     _Atomic int64_t drain_deadline;
     int64_t udp_idle_ns;      /* < 0: never */
@@ -320,6 +321,20 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
 
 /* server-wide (server.c) */
 void evio__server_act(evio_server *srv, evio_action a);
+
+/* Around every public call other threads make on a server: evio_serve
+ * frees the server only once no such call is still inside it. */
+static inline evio_server *evio__enter(evio_server *srv)
+{
+    if (srv)
+        atomic_fetch_add(&srv->callers, 1);
+    return srv;
+}
+static inline void evio__leave(evio_server *srv)
+{
+    if (srv)
+        atomic_fetch_sub(&srv->callers, 1);
+}
 evio__loop *evio__server_pick_loop(evio_server *srv);
 
 /* A connection accepted on loop 0 for another loop. */

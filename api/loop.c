@@ -168,9 +168,8 @@ static void fire_tick(evio_server *srv, int64_t now)
         delay = EVIO__MIN_TICK_NS;
     /* From when it was due, so the period does not drift; but a loop that
      * fell a whole period behind starts afresh rather than firing a burst. */
-    srv->tick_due += delay;
-    if (srv->tick_due <= now)
-        srv->tick_due = now + delay;
+    int64_t from = srv->tick_due <= now - delay ? now : srv->tick_due;
+    srv->tick_due = delay > INT64_MAX - from ? INT64_MAX : from + delay; /* saturate */
     evio__server_act(srv, a);
 }
 

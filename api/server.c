@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,11 +31,14 @@ int evio_server_drain(evio_server *srv, int timeout_ms)
     if (!srv || timeout_ms < 0)
         return EVIO_EINVAL;
     int64_t ms = timeout_ms ? timeout_ms : EVIO__DEFAULT_DRAIN_MS;
-    if (atomic_exchange(&srv->draining, 1))
-        return 0; /* the first deadline stands */
-    atomic_store(&srv->drain_deadline, evio__now_ns() + ms * 1000000);
-    for (int i = 0; i < srv->nloops; i++)
-        evio__loop_signal(&srv->loops[i]);
+    evio__enter(srv);
+    /* The deadline first: a loop that sees draining reads it. */
+    int64_t deadline = evio__now_ns() + ms * 1000000, unset = 0;
+    atomic_compare_exchange_strong(&srv->drain_deadline, &unset, deadline);
+    if (!atomic_exchange(&srv->draining, 1)) /* the first deadline stands */
+        for (int i = 0; i < srv->nloops; i++)
+            evio__loop_signal(&srv->loops[i]);
+    evio__leave(srv);
     return 0;
 }
 
@@ -284,6 +288,8 @@ int evio_serve(const evio_events *events, const char *const addrs[], size_t nadd
     }
     free(threads);
     evio__resolver_stop(srv); /* its threads signal the loops: stop it first */
+    while (atomic_load(&srv->callers)) /* e.g. the evio_server_shutdown() that */
+        sched_yield();                 /* stopped us, still signalling loops */
     server_free(srv);
     return err;
 }

@@ -38,7 +38,16 @@ static evio__loop *loop_of(evio_server *srv, uint64_t id)
     return &srv->loops[(id - 1) % (uint64_t)srv->nloops];
 }
 
+static int wake(evio_server *srv, uint64_t id);
+
 int evio_wake(evio_server *srv, uint64_t id)
+{
+    int err = wake(evio__enter(srv), id);
+    evio__leave(srv);
+    return err;
+}
+
+static int wake(evio_server *srv, uint64_t id)
 {
     if (!srv || !id)
         return EVIO_ENOTFOUND;
@@ -62,7 +71,8 @@ int evio_server_shutdown(evio_server *srv)
 {
     if (!srv)
         return EVIO_EINVAL;
-    evio__server_act(srv, EVIO_SHUTDOWN);
+    evio__server_act(evio__enter(srv), EVIO_SHUTDOWN);
+    evio__leave(srv);
     return 0;
 }
 
@@ -126,12 +136,16 @@ static int send_request(evio_server *srv, uint64_t id, const void *buf, size_t l
 
 int evio_send(evio_server *srv, uint64_t id, const void *buf, size_t len)
 {
-    return send_request(srv, id, buf, len, false);
+    int err = send_request(evio__enter(srv), id, buf, len, false);
+    evio__leave(srv);
+    return err;
 }
 
 int evio_close(evio_server *srv, uint64_t id)
 {
-    return send_request(srv, id, NULL, 0, true);
+    int err = send_request(evio__enter(srv), id, NULL, 0, true);
+    evio__leave(srv);
+    return err;
 }
 
 /* Apply what evio_send/evio_close queued: output goes into the

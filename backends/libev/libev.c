@@ -146,7 +146,8 @@ static void drain(evio__poller *p)
         w->backlog = 0;
     }
     p->nbacklog -= i;
-    memmove(p->backlog, p->backlog + i, (size_t)p->nbacklog * sizeof *p->backlog);
+    if (p->nbacklog) /* memmove with a NULL pointer is undefined even for 0 bytes */
+        memmove(p->backlog, p->backlog + i, (size_t)p->nbacklog * sizeof *p->backlog);
 }
 
 /* ------------------------------------------------------------ callbacks */
