@@ -1,0 +1,414 @@
+#!/bin/bash
+# redis-test.sh SERVER — examples/redis-server, tested with real clients.
+#
+#   bash tests/redis-test.sh tests/redis-server-epoll
+#
+# Starts SERVER (a build of examples/redis-server) on 127.0.0.1 with a
+# kernel-chosen port (it prints the address it bound) and a unix socket in a
+# temporary directory, then checks: every command through redis-cli, exact
+# bytes, including the error replies; redis-benchmark with pipelining;
+# pipelines split at every byte boundary; malformed RESP answered with a
+# protocol error and a close, with the server's memory watched; the unix
+# socket; QUIT, SIGTERM and SHUTDOWN.  Every step is bounded in time.  Ends
+# with "N passed, N failed" and exits non-zero on any failure.
+#
+# Needs bash (for /dev/tcp), redis-cli and redis-benchmark (Debian:
+# redis-tools; scripts/deps installs it) and coreutils' timeout.
+set -u
+export LC_ALL=C # byte semantics for ${#var} and ${var:i:n}
+
+server=${1:?usage: redis-test.sh SERVER}
+case $server in */*) ;; *) server=./$server ;; esac
+if [ ! -x "$server" ]; then
+    echo "redis-test: $server: not built" >&2
+    exit 99 # automake: hard error
+fi
+for tool in redis-cli redis-benchmark timeout; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "redis-test: $tool not found: install redis-tools and coreutils (scripts/deps does)" >&2
+        exit 99
+    fi
+done
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/redis-test.XXXXXX") || exit 99
+sock=$tmp/redis.sock
+pid=
+cleanup() {
+    [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+
+passed=0 failed=0
+ok() {
+    passed=$((passed + 1))
+    echo "ok   $1"
+}
+not_ok() { # NAME DETAIL...
+    failed=$((failed + 1))
+    echo "FAIL $1"
+    shift
+    for line in "$@"; do echo "       $line"; done
+}
+# check NAME WANT GOT: exact comparison, shown escaped on failure
+check() {
+    if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "want: $(printf %q "$2")" "got:  $(printf %q "$3")"; fi
+}
+
+# ---------------------------------------------------------------- the server
+
+# start_server [ARGS...]: run SERVER in the background, set pid and port.
+start_server() {
+    "$server" --bind 127.0.0.1 --port 0 "$@" >"$tmp/server.out" 2>"$tmp/server.err" &
+    pid=$!
+    port=
+    for _ in $(seq 100); do
+        port=$(sed -n 's|^listening on tcp://127\.0\.0\.1:\([0-9]*\)$|\1|p' "$tmp/server.out")
+        [ -n "$port" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if [ -z "$port" ]; then
+        echo "redis-test: $server did not start:" >&2
+        cat "$tmp/server.out" "$tmp/server.err" >&2
+        exit 99
+    fi
+    for _ in $(seq 100); do
+        [ "$(timeout 2 redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.05
+    done
+    echo "redis-test: $server does not answer PING on port $port" >&2
+    exit 99
+}
+
+# wait_exit: wait (bounded) for the server to exit; sets status.
+wait_exit() {
+    for _ in $(seq 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        status=timeout
+    else
+        wait "$pid"
+        status=$?
+    fi
+    pid=
+}
+
+alive() {
+    kill -0 "$pid" 2>/dev/null && [ "$(timeout 5 redis-cli -h 127.0.0.1 -p "$port" ping 2>&1)" = PONG ]
+}
+
+# memory KEY: VmRSS or VmSize of the server in kB (0 without /proc)
+memory() {
+    awk -v k="$1:" '$1 == k { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0
+}
+
+# ---------------------------------------------------------------- clients
+
+cli() { timeout 10 redis-cli -h 127.0.0.1 -p "$port" "$@" 2>&1; }
+
+# expect WANT ARGS...: redis-cli ARGS prints WANT (raw output: nil is an
+# empty line, errors are their text, arrays one element per line).
+expect() {
+    local want=$1
+    shift
+    check "redis-cli $*" "$want" "$(cli "$@")"
+}
+
+# exchange SEND [WANT_BYTES]: open a connection, write SEND (printf %b
+# escapes) in one write, and read the reply: WANT_BYTES bytes if given, else until the
+# server closes.  Sets reply (bytes, with a trailing x guarding newlines)
+# and closed (yes/no: the server closed within 5 s).
+exchange() {
+    local fd
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port" || { reply=x closed=error; return; }
+    # One write: bash's printf writes line by line, and a server that closes
+    # on an error must not find the rest arriving after it (the peer would
+    # see a reset instead of the reply).
+    printf '%b' "$1" >"$tmp/request"
+    cat "$tmp/request" >&"$fd"
+    if [ $# -ge 2 ]; then
+        reply=$(timeout 5 head -c "$2" <&"$fd"; echo x)
+        closed=
+    elif reply=$(timeout 5 cat <&"$fd"; rc=$?; echo x; exit $rc); then
+        closed=yes
+    else
+        closed=no
+    fi
+    exec {fd}>&-
+}
+
+# raw NAME SEND WANT: exact reply bytes for SEND (both with %b escapes),
+# the connection left open.
+raw() {
+    local want
+    want=$(printf '%b' "$3"; echo x)
+    exchange "$2" $((${#want} - 1))
+    check "$1" "$want" "$reply"
+}
+
+# server_stderr NAME: the server wrote nothing to stderr (sanitizer reports
+# would land there)
+server_stderr() {
+    if [ -s "$tmp/server.err" ]; then
+        not_ok "$1: nothing on the server's stderr" "$(head -20 "$tmp/server.err")"
+    else
+        ok "$1: nothing on the server's stderr"
+    fi
+}
+
+# ---------------------------------------------------------------- tests
+
+start_server --unixsocket "$sock"
+echo "# $(head -1 "$tmp/server.out"), port $port, unix socket"
+
+# -- connection and strings
+expect PONG ping
+expect hello ping hello
+expect "hello world" echo "hello world"
+expect "ERR wrong number of arguments for 'ping' command" ping a b
+expect OK set k v
+expect v get k
+expect v GeT k
+expect "" get missing
+expect "ERR wrong number of arguments for 'get' command" get
+expect "ERR wrong number of arguments for 'set' command" set k
+expect "ERR unknown command 'foo', with args beginning with: 'a' 'b' " foo a b
+expect "ERR unknown command 'foo', with args beginning with: " foo
+
+# -- SET options
+expect "" set k w nx
+expect v get k
+expect OK set n1 v nx
+expect "" set n2 v xx
+expect OK set k w xx
+expect w get k
+expect w set k z get
+expect "" set n3 z get
+expect z get n3
+expect "ERR syntax error" set k v nx xx
+expect "ERR syntax error" set k v ex 10 px 100
+expect "ERR syntax error" set k v ex
+expect "ERR syntax error" set k v bogus
+expect "ERR value is not an integer or out of range" set k v ex abc
+expect "ERR invalid expire time in 'set' command" set k v ex 0
+expect "ERR invalid expire time in 'set' command" set k v px -5
+expect OK set e1 v ex 1
+expect OK set e2 v px 300
+expect OK set e3 v ex 100
+expect 1 ttl e1
+expect 100 ttl e3
+expect -1 ttl k
+expect -2 ttl missing
+expect OK set e3 v keepttl
+expect 100 ttl e3
+sleep 1.2
+expect "" get e1
+expect "" get e2
+expect 0 exists e1 e2
+expect v get e3
+
+# -- integers
+expect 1 incr counter
+expect 2 incr counter
+expect 12 incrby counter 10
+expect 11 decr counter
+expect 1 decrby counter 10
+expect "ERR value is not an integer or out of range" incr k
+expect "ERR value is not an integer or out of range" incrby counter x
+expect OK set big 9223372036854775807
+expect "ERR increment or decrement would overflow" incr big
+expect OK set lead 007
+expect "ERR value is not an integer or out of range" incr lead
+
+# -- keys
+expect OK flushdb
+expect OK mset k 1 n1 2
+expect 2 del k n1 missing
+expect 0 del k
+expect OK mset a1 1 a2 2 b1 3 abc 4
+expect $'1\n2\n\n3' mget a1 a2 nope b1
+expect "ERR wrong number of arguments for 'mset' command" mset a1 1 a2
+expect 3 exists a1 a1 b1
+check "redis-cli keys a*" $'a1\na2\nabc' "$(cli keys 'a*' | sort)"
+check "redis-cli keys a?" $'a1\na2' "$(cli keys 'a?' | sort)"
+check "redis-cli keys [ab]1" $'a1\nb1' "$(cli keys '[ab]1' | sort)"
+check "redis-cli keys a[^1]*" $'a2\nabc' "$(cli keys 'a[^1]*' | sort)"
+expect "" keys 'nothing*'
+expect 4 dbsize
+expect OK flushdb
+expect 0 dbsize
+expect "ERR syntax error" flushdb now
+
+# -- server
+expect save config get save
+raw "CONFIG GET save, exact bytes" '*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nsave\r\n' \
+    '*2\r\n$4\r\nsave\r\n$0\r\n\r\n'
+expect $'appendonly\nno' config get appendonly
+expect $'save\n\nappendonly\nno' config get save appendonly
+expect "ERR wrong number of arguments for 'config|get' command" config get
+expect "ERR unknown subcommand 'bogus'. Try CONFIG HELP." config bogus
+expect "ERR wrong number of arguments for 'config' command" config
+
+# -- a value bigger than any read (the parser's buffered path)
+head -c 3000000 /dev/zero | tr '\0' x >"$tmp/big"
+check "redis-cli -x set bigvalue <3 MB" OK "$(timeout 10 redis-cli -h 127.0.0.1 -p "$port" -x set bigvalue <"$tmp/big" 2>&1)"
+check "redis-cli get bigvalue: 3 MB back" 3000001 "$(cli get bigvalue | wc -c)"
+cli del bigvalue >/dev/null
+
+# -- exact bytes, inline commands, pipelining
+raw "inline PING" 'PING\r\n' '+PONG\r\n'
+raw "inline, bare LF" 'ping\n' '+PONG\r\n'
+raw "inline quotes" 'set q "a b\\x41\\n" \r\nget q\r\nset q2 '"'it\\\\'s'"'\r\nget q2\r\n' \
+    '+OK\r\n$5\r\na bA\n\r\n+OK\r\n$4\r\nit'"'"'s\r\n'
+raw "blank lines ignored" '\r\n\r\nPING\r\n' '+PONG\r\n'
+raw "*0 and *-1 ignored" '*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n' '+PONG\r\n'
+raw "binary-safe value" '*3\r\n$3\r\nSET\r\n$3\r\nbin\r\n$4\r\n\x01\r\n\xff\r\n*2\r\n$3\r\nGET\r\n$3\r\nbin\r\n' \
+    '+OK\r\n$4\r\n\x01\r\n\xff\r\n'
+raw "pipeline of 5 in one write" 'PING\r\n*1\r\n$4\r\nPING\r\nECHO x\r\n*2\r\n$4\r\nINCR\r\n$2\r\npc\r\nINCR pc\r\n' \
+    '+PONG\r\n+PONG\r\n$1\r\nx\r\n:1\r\n:2\r\n'
+
+# -- a pipeline split at every byte boundary, then sent one byte per write
+pipeline='*3\r\n$3\r\nSET\r\n$2\r\nsk\r\n$5\r\nhe\r\nl\r\nGET sk\r\n*2\r\n$4\r\nECHO\r\n$0\r\n\r\n*1\r\n$4\r\nPING\r\n\r\nEXISTS sk sk\r\n*3\r\n$4\r\nMGET\r\n$2\r\nsk\r\n$4\r\nnone\r\n'
+replies='+OK\r\n$5\r\nhe\r\nl\r\n$0\r\n\r\n+PONG\r\n:2\r\n*2\r\n$5\r\nhe\r\nl\r\n$-1\r\n'
+P=$(printf '%b' "$pipeline"; echo x)
+P=${P%x}
+want=$(printf '%b' "$replies"; echo x)
+bad=
+for ((k = 1; k < ${#P}; k++)); do
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+    printf '%s' "${P:0:k}" >&"$fd"
+    sleep 0.005
+    printf '%s' "${P:k}" >&"$fd"
+    got=$(timeout 5 head -c $((${#want} - 1)) <&"$fd"; echo x)
+    exec {fd}>&-
+    [ "$got" = "$want" ] || { bad="split at $k: got $(printf %q "$got")"; break; }
+done
+if [ -z "$bad" ]; then ok "pipeline of 7 split at each of its $((${#P} - 1)) byte boundaries"; else not_ok "pipeline split at every byte boundary" "$bad"; fi
+exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+for ((k = 0; k < ${#P}; k++)); do
+    printf '%s' "${P:k:1}" >&"$fd"
+    ((k % 8 == 7)) && sleep 0.002
+done
+got=$(timeout 5 head -c $((${#want} - 1)) <&"$fd"; echo x)
+exec {fd}>&-
+check "pipeline of 7 sent one byte per write" "$want" "$got"
+
+# -- QUIT
+exchange 'PING\r\nQUIT\r\nPING\r\n'
+check "QUIT answers +OK and closes" "+PONG"$'\r\n'"+OK"$'\r\n'"x closed=yes" "$reply closed=$closed"
+
+# -- malformed RESP: an error reply, then the server closes
+proto() { # NAME SEND ERROR
+    exchange "$2"
+    check "malformed: $1" "-ERR Protocol error: $3"$'\r\n'"x closed=yes" "$reply closed=$closed"
+}
+proto "*-5" '*-5\r\n' "invalid multibulk length"
+proto "*abc" '*abc\r\n' "invalid multibulk length"
+proto "*99999999999" '*99999999999\r\n' "invalid multibulk length"
+proto "*+1" '*+1\r\n' "invalid multibulk length"
+proto "*1 then LF only" '*1\n$4\r\nPING\r\n' "invalid multibulk length"
+proto "\$-2" '*1\r\n$-2\r\n' "invalid bulk length"
+proto "\$-1 inside a request" '*1\r\n$-1\r\n' "invalid bulk length"
+proto "\$99999999999" '*2\r\n$3\r\nGET\r\n$99999999999\r\n' "invalid bulk length"
+proto "\$67108865 (over 64 MiB)" '*2\r\n$3\r\nGET\r\n$67108865\r\n' "invalid bulk length"
+proto "\$x" '*1\r\n$x\r\n' "invalid bulk length"
+proto "\$ with leading zero" '*1\r\n$04\r\nPING\r\n' "invalid bulk length"
+proto "no CRLF after bulk" '*1\r\n$4\r\nPINGXX' "expected CRLF after bulk data"
+proto "'+' instead of '\$'" '*2\r\n$3\r\nGET\r\n+foo\r\n' "expected '\$', got '+'"
+proto "40-digit count" "*1\\r\\n\$$(printf '1%.0s' $(seq 40))" "too big bulk count string"
+proto "40-digit multibulk count" "*$(printf '1%.0s' $(seq 40))" "too big mbulk count string"
+proto "binary junk" '*\x80\xff\x00\x01\r\n' "invalid multibulk length"
+proto "unbalanced quotes" 'SET a "b\r\n' "unbalanced quotes in request"
+exchange 'PING\r\n*1\r\n$4\r\nPING\r\n*-5\r\nPING\r\n'
+check "malformed after good commands: those are answered, then the error" \
+    "+PONG"$'\r\n'"+PONG"$'\r\n'"-ERR Protocol error: invalid multibulk length"$'\r\n'"x closed=yes" \
+    "$reply closed=$closed"
+head -c 70000 /dev/zero | tr '\0' a >"$tmp/junk"
+exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+cat "$tmp/junk" >&"$fd" 2>/dev/null
+got=$(timeout 5 cat <&"$fd"; echo x)
+exec {fd}>&-
+check "malformed: 70000 bytes without a newline" "-ERR Protocol error: too big inline request"$'\r\n'x "$got"
+check "the server survived the malformed requests" yes "$(alive && echo yes || echo no)"
+
+# -- lengths that are promises: memory follows the bytes, not the claims
+if [ -r "/proc/$pid/status" ]; then
+    rss0=$(memory VmRSS) vsz0=$(memory VmSize)
+    fds=()
+    for i in 1 2 3 4; do
+        exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+        printf '*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$67108864\r\nonly a few bytes' >&"$fd"
+        fds+=("$fd")
+        exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+        printf '*1048576\r\n$1\r\na\r\n$1\r\nb\r\n' >&"$fd"
+        fds+=("$fd")
+    done
+    sleep 0.3
+    alive_now=$(alive && echo yes || echo no)
+    rss1=$(memory VmRSS) vsz1=$(memory VmSize)
+    for fd in "${fds[@]}"; do exec {fd}>&-; done
+    check "4 x 64 MiB bulk + 4 x 1M-argument headers announced: server alive" yes "$alive_now"
+    grow=$(((rss1 - rss0) / 1024)) vgrow=$(((vsz1 - vsz0) / 1024))
+    if [ "$grow" -lt 32 ] && [ "$vgrow" -lt 64 ]; then
+        ok "... and memory grew by ${grow} MB resident, ${vgrow} MB virtual (claimed: 256 MB)"
+    else
+        not_ok "announced sizes are not allocated" "resident +${grow} MB, virtual +${vgrow} MB"
+    fi
+else
+    ok "# no /proc/PID/status: memory not checked"
+fi
+
+# -- the unix socket
+check "redis-cli -s $sock ping" PONG "$(timeout 10 redis-cli -s "$sock" ping 2>&1)"
+check "redis-cli -s set, then get over tcp" "OK v2" \
+    "$(timeout 10 redis-cli -s "$sock" set viaunix v2 2>&1) $(cli get viaunix)"
+
+# -- redis-benchmark, pipelined
+out=$(timeout 60 redis-benchmark -h 127.0.0.1 -p "$port" -q -t ping,set,get,incr,mset -P 16 -n 100000 2>&1)
+rc=$?
+results=$(printf '%s\n' "$out" | tr '\r' '\n' | grep 'requests per second')
+echo "$results" | sed 's/^/# /'
+if [ $rc -ne 0 ]; then
+    not_ok "redis-benchmark -P 16 exits 0" "exit status $rc" "$(printf '%s' "$out" | tr '\r' '\n' | tail -5)"
+else
+    ok "redis-benchmark -P 16 exits 0"
+fi
+if printf '%s' "$out" | grep -qi 'error'; then
+    not_ok "redis-benchmark -P 16: no errors" "$(printf '%s' "$out" | tr '\r' '\n' | grep -i error | head -3)"
+else
+    ok "redis-benchmark -P 16: no errors"
+fi
+for t in PING_INLINE PING_MBULK SET GET INCR 'MSET (10 keys)'; do
+    rps=$(printf '%s\n' "$results" | awk -v t="$t: " \
+        'index($0, t) == 1 { split(substr($0, length(t) + 1), f, " ")
+                             if (f[1] ~ /^[0-9]+(\.[0-9]+)?$/) print f[1]; exit }')
+    if [ -n "$rps" ] && awk -v r="$rps" 'BEGIN { exit !(r > 0) }'; then
+        ok "redis-benchmark $t: $rps requests/s"
+    else
+        not_ok "redis-benchmark $t: a rate" "no parseable result line"
+    fi
+done
+
+# -- SIGTERM stops the server cleanly
+kill -TERM "$pid"
+wait_exit
+check "SIGTERM: the server exits with status 0" 0 "$status"
+check "SIGTERM: the unix socket file is gone" no "$([ -e "$sock" ] && echo yes || echo no)"
+server_stderr "first server"
+
+# -- SHUTDOWN, on a fresh server with a few loops
+start_server --unixsocket "$sock" --loops 2
+expect OK set k v
+expect v get k
+cli shutdown >/dev/null
+wait_exit
+check "SHUTDOWN: the server exits with status 0" 0 "$status"
+check "SHUTDOWN: the unix socket file is gone" no "$([ -e "$sock" ] && echo yes || echo no)"
+server_stderr "second server"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
