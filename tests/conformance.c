@@ -64,6 +64,14 @@ static void warmup(void)
         printf("warning: warm-up evio_serve returned %d (%s)\n", rc, evio_strerror(rc));
 }
 
+/* Test cases where several threads touch one server: the ThreadSanitizer
+ * run selects them with CK_INCLUDE_TAGS=threads. */
+static TCase *threaded(TCase *tc)
+{
+    tcase_set_tags(tc, "threads");
+    return tc;
+}
+
 int main(void)
 {
     h_init_slow();
@@ -85,12 +93,12 @@ int main(void)
     suite_add_tcase(s, tcase_serve());
     suite_add_tcase(s, tcase_lifecycle());
     suite_add_tcase(s, tcase_output());
-    suite_add_tcase(s, tcase_wake());
+    suite_add_tcase(s, threaded(tcase_wake()));
     suite_add_tcase(s, tcase_tick());
     suite_add_tcase(s, tcase_robust());
-    suite_add_tcase(s, tcase_dial());
-    suite_add_tcase(s, tcase_loops());
-    suite_add_tcase(s, tcase_features());
+    suite_add_tcase(s, threaded(tcase_dial()));
+    suite_add_tcase(s, threaded(tcase_loops()));
+    suite_add_tcase(s, threaded(tcase_features()));
     suite_add_tcase(s, tcase_translate());
 
     SRunner *sr = srunner_create(s);

@@ -26,6 +26,15 @@
  *   which returns -errno.  The loop is dead then (ev_run was left mid-
  *   iteration): poll() keeps returning the error; destroy() still works.
  *   Out of memory is not covered: libev aborts.
+ * - libev never issues EPOLL_CTL_DEL: a stopped fd stays in its epoll set
+ *   until the file closes, and a later event for it makes libev drop the
+ *   registration by fd number.  After EVIO_DETACH that fd number belongs
+ *   to the application, so libev may epoll_ctl it on the loop thread while
+ *   the application uses or closes it.  Only libev's own epoll set is
+ *   touched, but if the application dup()s the detached fd, closes the
+ *   original and evio reuses the number, that late DEL can hit the new
+ *   registration.  ThreadSanitizer reports the first case as a race on the
+ *   fd; the suite's TSan run covers the threaded tests, not detach.
  * - ev_now() is cached per iteration; a timer started between iterations
  *   counts from that stale time unless ev_now_update() comes first.
  */
