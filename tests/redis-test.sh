@@ -259,6 +259,25 @@ check "redis-cli -x set bigvalue <3 MB" OK "$(timeout 10 redis-cli -h 127.0.0.1 
 check "redis-cli get bigvalue: 3 MB back" 3000001 "$(cli get bigvalue | wc -c)"
 cli del bigvalue >/dev/null
 
+# -- many keys: the table grows through many incremental resizes, FLUSHDB
+#    hands a big table to the background, active expiry removes keys nobody
+#    reads
+awk 'BEGIN { for (i = 0; i < 200000; i++)
+    printf "*3\r\n$3\r\nSET\r\n$%d\r\nkey:%d\r\n$1\r\nv\r\n", length("key:" i), i }' >"$tmp/mass"
+got=$(timeout 30 redis-cli -h 127.0.0.1 -p "$port" --pipe <"$tmp/mass" 2>&1 | tail -1)
+check "redis-cli --pipe: 200000 SETs of new keys" "errors: 0, replies: 200000" "$got"
+expect 200000 dbsize
+expect v get key:199999
+expect OK flushdb
+expect 0 dbsize
+expect "" get key:5
+awk 'BEGIN { for (i = 0; i < 5000; i++)
+    printf "*5\r\n$3\r\nSET\r\n$%d\r\nexp:%d\r\n$1\r\nv\r\n$2\r\nPX\r\n$3\r\n200\r\n", length("exp:" i), i }' >"$tmp/mass"
+got=$(timeout 30 redis-cli -h 127.0.0.1 -p "$port" --pipe <"$tmp/mass" 2>&1 | tail -1)
+check "redis-cli --pipe: 5000 SETs with PX 200" "errors: 0, replies: 5000" "$got"
+sleep 1
+expect 0 dbsize
+
 # -- exact bytes, inline commands, pipelining
 raw "inline PING" 'PING\r\n' '+PONG\r\n'
 raw "inline, bare LF" 'ping\n' '+PONG\r\n'
@@ -358,6 +377,28 @@ if [ -r "/proc/$pid/status" ]; then
     else
         not_ok "announced sizes are not allocated" "resident +${grow} MB, virtual +${vgrow} MB"
     fi
+
+    # A few bytes of "GET big" ask for a megabyte each: a client that sends
+    # 300 of them and does not read must not cost the server 300 MB.
+    head -c 1000000 /dev/zero | tr '\0' y >"$tmp/big"
+    timeout 10 redis-cli -h 127.0.0.1 -p "$port" -x set big1m <"$tmp/big" >/dev/null 2>&1
+    rss0=$(memory VmRSS)
+    exec {fd}<>"/dev/tcp/127.0.0.1/$port"
+    for i in $(seq 300); do printf 'GET big1m\r\n'; done >"$tmp/request"
+    cat "$tmp/request" >&"$fd"
+    sleep 0.5
+    rss1=$(memory VmRSS)
+    alive_now=$(alive && echo yes || echo no)
+    got=$(timeout 30 head -c 300003600 <&"$fd" | wc -c)
+    exec {fd}>&-
+    grow=$(((rss1 - rss0) / 1024))
+    check "300 x GET of a 1 MB value, not read: others still served" yes "$alive_now"
+    if [ "$grow" -lt 48 ]; then
+        ok "... and the server grew by ${grow} MB (asked for: 300 MB)"
+    else
+        not_ok "a client that does not read is not served beyond a bound" "resident +${grow} MB"
+    fi
+    check "... and then all 300 replies arrive" 300003600 "$got"
 else
     ok "# no /proc/PID/status: memory not checked"
 fi

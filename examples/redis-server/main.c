@@ -32,9 +32,12 @@
 #include "reply.h"
 #include "resp.h"
 
-/* A client that sends faster than it reads stops being read once this much
- * output is queued, and is read again when it has taken most of it: memory
- * stays bounded however long the pipeline. */
+/* Output flow control.  A client that sends faster than it reads stops
+ * being served once this much output is queued for it: the commands not
+ * executed yet wait in its backlog, reading pauses, and both resume when
+ * it has taken most of the output.  So memory stays bounded however long
+ * the pipeline and however big the values it asks for (a few bytes of
+ * "GET big" can ask for megabytes). */
 #define OUTPUT_HIGH (4u << 20)
 #define OUTPUT_LOW (1u << 20)
 
@@ -44,6 +47,8 @@
 
 typedef struct client {
     resp_parser parser;
+    char *backlog; /* input not executed yet (flow control) */
+    size_t blen;
     bool paused;
 } client;
 
@@ -95,23 +100,20 @@ static evio_action closed(evio_conn *c, int err)
     client *cl = evio_conn_context(c);
     if (cl) {
         resp_free(&cl->parser);
+        free(cl->backlog);
         free(cl);
     }
     return EVIO_NONE;
 }
 
-/* Execute every command the bytes complete, answering in one batch. */
-static evio_action data(evio_conn *c, const void *in, size_t len)
+/* Execute the commands in[0, len) completes, answering into r, until the
+ * bytes run out, a command asks for an action, or the client has more
+ * output queued than OUTPUT_HIGH.  Returns the bytes consumed. */
+static size_t execute(client *cl, const char *in, size_t len, size_t queued, reply *r,
+                      evio_action *act)
 {
-    client *cl = evio_conn_context(c);
-    if (!in || !cl)
-        return EVIO_NONE;
-    reply r;
-    reply_init(&r, c);
-    evio_action act = EVIO_NONE;
-    const char *p = in, *end = p + len;
-    lock_keyspace(); /* held while replies are copied out of the keyspace */
-    while (act == EVIO_NONE && p < end) {
+    const char *p = in, *end = in + len;
+    while (*act == EVIO_NONE && p < end && queued + reply_size(r) <= OUTPUT_HIGH) {
         resp_cmd cmd;
         size_t used;
         int st = resp_feed(&cl->parser, p, (size_t)(end - p), &used, &cmd);
@@ -119,17 +121,60 @@ static evio_action data(evio_conn *c, const void *in, size_t len)
         if (st == RESP_AGAIN)
             break;
         if (st == RESP_ERROR) {
-            reply_error(&r, "ERR Protocol error: %s", resp_error(&cl->parser));
-            act = EVIO_CLOSE;
+            reply_error(r, "ERR Protocol error: %s", resp_error(&cl->parser));
+            *act = EVIO_CLOSE;
         } else if (cmd.argc > 0) {
-            act = commands_exec(keyspace, &cmd, &r);
+            *act = commands_exec(keyspace, &cmd, r);
         }
     }
+    return (size_t)(p - in);
+}
+
+/* Bytes arrived (or, after a wake, the backlog may go on): execute what
+ * they complete, answering in one batch.  The common case runs on the
+ * bytes where evio read them; the backlog is only for a client that
+ * outran its output. */
+static evio_action data(evio_conn *c, const void *in, size_t len)
+{
+    client *cl = evio_conn_context(c);
+    if (!cl || (!in && !cl->blen))
+        return EVIO_NONE;
+    reply r;
+    reply_init(&r, c);
+    size_t queued = evio_conn_pending(c);
+    evio_action act = EVIO_NONE;
+    if (cl->blen && in) { /* the backlog goes first, new bytes after it */
+        char *b = realloc(cl->backlog, cl->blen + len);
+        if (!b)
+            return EVIO_CLOSE;
+        memcpy(b + cl->blen, in, len);
+        cl->backlog = b;
+        cl->blen += len;
+    }
+    const char *p = cl->blen ? cl->backlog : in;
+    if (cl->blen)
+        len = cl->blen;
+
+    lock_keyspace(); /* held while replies are copied out of the keyspace */
+    size_t used = execute(cl, p, len, queued, &r, &act);
     unlock_keyspace();
     reply_flush(&r);
     if (r.err)
         return EVIO_CLOSE; /* out of memory: drop this client, keep serving */
-    if (act == EVIO_NONE && !cl->paused && evio_conn_pending(c) > OUTPUT_HIGH) {
+
+    size_t rest = act == EVIO_NONE ? len - used : 0;
+    if (rest && p == cl->backlog) {
+        memmove(cl->backlog, cl->backlog + used, rest);
+    } else if (rest) {
+        if (!(cl->backlog = malloc(rest)))
+            return EVIO_CLOSE;
+        memcpy(cl->backlog, p + used, rest);
+    } else {
+        free(cl->backlog);
+        cl->backlog = NULL;
+    }
+    cl->blen = rest;
+    if (act == EVIO_NONE && !cl->paused && (rest || evio_conn_pending(c) > OUTPUT_HIGH)) {
         evio_conn_pause(c);
         cl->paused = true;
     }
@@ -143,6 +188,8 @@ static evio_action postwrite(evio_conn *c, size_t written, size_t remaining)
     if (cl && cl->paused && remaining < OUTPUT_LOW) {
         evio_conn_resume(c);
         cl->paused = false;
+        if (cl->blen) /* go on with the backlog in data(c, NULL, 0) */
+            evio_wake(evio_conn_server(c), evio_conn_id(c));
     }
     return EVIO_NONE;
 }

@@ -8,6 +8,7 @@ void reply_flush(reply *r)
 {
     if (r->len && !r->err)
         r->err = evio_write(r->conn, r->buf, r->len);
+    r->sent += r->len;
     r->len = 0;
 }
 
@@ -17,8 +18,10 @@ void reply_raw_big(reply *r, const void *p, size_t n)
     if (n <= REPLY_BATCH) {
         memcpy(r->buf, p, n);
         r->len = n;
-    } else if (!r->err) {
-        r->err = evio_write(r->conn, p, n);
+    } else {
+        if (!r->err)
+            r->err = evio_write(r->conn, p, n);
+        r->sent += n;
     }
 }
 

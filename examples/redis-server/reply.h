@@ -17,8 +17,9 @@
 
 typedef struct reply {
     evio_conn *conn;
-    size_t len;
-    int err; /* the first evio_write() failure: the connection should close */
+    size_t len;  /* batched in buf */
+    size_t sent; /* handed to evio_write() so far */
+    int err;     /* the first evio_write() failure: the connection should close */
     char buf[REPLY_BATCH];
 } reply;
 
@@ -26,8 +27,12 @@ static inline void reply_init(reply *r, evio_conn *c)
 {
     r->conn = c;
     r->len = 0;
+    r->sent = 0;
     r->err = 0;
 }
+
+/* Every byte replied so far, batched or not. */
+static inline size_t reply_size(const reply *r) { return r->sent + r->len; }
 
 /* Send what is batched (at the end of the event, or before a big value). */
 void reply_flush(reply *r);

@@ -28,6 +28,7 @@ enum {
     S_BULK,      /* reading <len> bytes and CRLF */
     S_FAILED,
 };
+
 static int fail(resp_parser *p, const char *msg)
 {
     snprintf(p->error, sizeof p->error, "%s", msg);

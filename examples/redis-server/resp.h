@@ -73,7 +73,7 @@ typedef struct resp_parser {
 int resp_feed(resp_parser *p, const char *in, size_t n, size_t *used, resp_cmd *cmd);
 
 /* Bytes of an incomplete command held by the parser. */
-static inline size_t resp_buffered(const resp_parser *p) { return p->blen; }
+static inline size_t resp_buffered(const resp_parser *p) { return p->done ? 0 : p->blen; }
 
 /* Why the last resp_feed() failed, e.g. "invalid bulk length" (the text
  * Redis uses after "Protocol error: "). */
