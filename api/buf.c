@@ -41,11 +41,22 @@ int evio__buf_append(evio__buf *b, const void *p, size_t n)
     return 0;
 }
 
+/* A drained queue keeps a small buffer for the next reply, but gives a
+ * big one back: one large response must not pin its memory for the rest
+ * of a long-lived connection. */
+#define EVIO__BUF_KEEP (64 * 1024)
+
 void evio__buf_consume(evio__buf *b, size_t n)
 {
     b->head += n;
-    if (b->head == b->tail)
-        b->head = b->tail = 0;
+    if (b->head != b->tail)
+        return;
+    b->head = b->tail = 0;
+    if (b->cap > EVIO__BUF_KEEP) {
+        free(b->data);
+        b->data = NULL;
+        b->cap = 0;
+    }
 }
 
 void evio__buf_free(evio__buf *b)

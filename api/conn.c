@@ -522,6 +522,11 @@ evio_server *evio_conn_server(const evio_conn *c)
     return c->loop->srv;
 }
 
+int evio_conn_loop(const evio_conn *c)
+{
+    return c->loop->index;
+}
+
 int evio_conn_set_keepalive(evio_conn *c, int seconds)
 {
     if (c->flags & EVIO__CONN_DEAD)

@@ -401,6 +401,10 @@ EVIO_EXPORT void evio_conn_set_context(evio_conn *c, void *ctx);
 /* The server c belongs to.  Loop thread only. */
 EVIO_EXPORT evio_server *evio_conn_server(const evio_conn *c);
 
+/* The index (0 .. nloops-1) of the loop c lives on, for state kept per
+ * loop without locks.  Loop thread only. */
+EVIO_EXPORT int evio_conn_loop(const evio_conn *c);
+
 /* Enable TCP keep-alive with this idle time in seconds (also used as the
  * probe interval), or disable it with 0.  Returns 0, -ENOTSUP for unix
  * sockets, or -errno.  Loop thread only. */
