@@ -293,7 +293,8 @@ EVIO_EXPORT int evio_wake(evio_server *srv, uint64_t id);
 
 /* Drain the server: close the listeners (unix socket files are removed),
  * let open connections finish on their own, and return from evio_serve
- * once none is left.  Connections still open after timeout_ms (0: 30000)
+ * once none is left.  Each loop stops as soon as it has nothing open, so
+ * with several loops tick (on loop 0) may stop before the drain ends.  Connections still open after timeout_ms (0: 30000)
  * are closed (closed() fires with -ETIMEDOUT).  EVIO_SHUTDOWN during a
  * drain still closes everything at once.  Any thread, also a signal
  * handler.  Returns 0. */
@@ -368,7 +369,8 @@ EVIO_EXPORT int evio_send(evio_server *srv, uint64_t id, const void *buf, size_t
 
 /* Close the connection with this id from any thread, after everything
  * queued on it (by events and by evio_send) has been written; closed()
- * fires.  Returns 0 or EVIO_ENOTFOUND. */
+ * fires.  Bytes evio_send queues after the close are dropped.  Returns 0
+ * or EVIO_ENOTFOUND. */
 EVIO_EXPORT int evio_close(evio_server *srv, uint64_t id);
 
 /* Override evio_events.idle_timeout_ms for c: close it after ms

@@ -269,12 +269,12 @@ static int tls_open(const evio_translator *xl, evio_conn *c, void **state)
         return 0;
     }
     SSL_set_connect_state(t->ssl);
+    ERR_clear_error();
     int ok = 1;
     if (cfg->name && cfg->name_is_ip)
         ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), cfg->name);
     else if (cfg->name)
         ok = SSL_set_tlsext_host_name(t->ssl, cfg->name) && SSL_set1_host(t->ssl, cfg->name);
-    ERR_clear_error();
     /* The client speaks first: the hello goes out with the first flush. */
     int r = ok ? SSL_do_handshake(t->ssl) : -1;
     if (!ok || SSL_get_error(t->ssl, r) != SSL_ERROR_WANT_READ) {

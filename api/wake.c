@@ -161,7 +161,9 @@ static void drain_sends(evio__loop *l)
     while (r) {
         evio__sendreq *next = r->next;
         evio_conn *c = r->conn;
-        if (c && !(c->flags & EVIO__CONN_DEAD)) {
+        /* After a close (evio_close, EVIO_CLOSE, peer EOF) new bytes are
+         * dropped: a writer that never stops must not postpone it forever. */
+        if (c && !(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING))) {
             if (r->close) {
                 c->flags |= EVIO__CONN_CLOSING;
                 if (!(c->flags & EVIO__CONN_DIRTY))
