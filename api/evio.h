@@ -119,7 +119,8 @@ typedef int (*evio_resolver)(void *udata, const char *host, int family,
  *
  * evio calls, for each connection the translate choice picks:
  *   open    before opened(): make *state; a negative return closes the
- *           connection at once, before opened() (it never opens);
+ *           connection at once, before opened() (it never opens); it may
+ *           already evio_translator_send() (a TLS client's hello);
  *   input   with bytes from the socket; call evio_translator_deliver() for
  *           each piece of decoded data (that fires data()) and
  *           evio_translator_send() for bytes the protocol must answer;
@@ -419,6 +420,11 @@ EVIO_EXPORT int evio_conn_set_keepalive(evio_conn *c, int seconds);
  * (queued like evio_write; returns 0 or -ENOMEM). */
 EVIO_EXPORT int evio_translator_deliver(evio_conn *c, const void *data, size_t len);
 EVIO_EXPORT int evio_translator_send(evio_conn *c, const void *wire, size_t len);
+
+/* For translators: close c in order, as EVIO_CLOSE would (finish runs,
+ * queued output is flushed), e.g. after the peer's TLS close_notify.
+ * Returns 0 or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_translator_close(evio_conn *c);
 
 /* Attach a message to the error a translator is about to return, e.g.
  * OpenSSL's reason for a failed handshake.  Copied (up to 255 bytes). */

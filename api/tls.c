@@ -324,13 +324,12 @@ static int tls_input(void *state, evio_conn *c, const void *wire, size_t len)
             return 0;
         case SSL_ERROR_ZERO_RETURN:
             /* The peer's close_notify: answer it and close once the answer
-             * is out.  A translator cannot return an action, so the close
-             * goes through evio_close(), which the loop applies next. */
+             * is out. */
             t->shut = true;
             ERR_clear_error();
             SSL_shutdown(t->ssl);
             ERR_clear_error();
-            evio_close(evio_conn_server(c), evio_conn_id(c));
+            evio_translator_close(c);
             return 0;
         default:
             return tls_fail(t, c, "read");

@@ -53,6 +53,16 @@ int evio_translator_send(evio_conn *c, const void *wire, size_t len)
     return evio__conn_queue(c, wire, len);
 }
 
+int evio_translator_close(evio_conn *c)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    c->flags |= EVIO__CONN_CLOSING;
+    if (c != c->loop->current && !(c->flags & EVIO__CONN_DIRTY))
+        evio__loop_mark_dirty(c->loop, c);
+    return 0;
+}
+
 void evio_translator_set_error(evio_conn *c, const char *msg)
 {
     free(c->errmsg);

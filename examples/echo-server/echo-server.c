@@ -5,6 +5,8 @@
  * Listens on tcp://:N (default 5000, every address); with --udp on
  * udp://:N too, with --unixsocket on a unix socket too.  --loops N runs N
  * loops (threads; 0 = one per CPU).  SIGTERM drains, SIGINT stops. */
+#define _POSIX_C_SOURCE 200809L /* sigaction under -std=c11 */
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,8 +97,12 @@ int main(int argc, char **argv)
         addrs[naddrs++] = unx;
     }
 
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    /* sigaction, not signal(): under -std=c11 glibc's signal() resets the
+     * handler after one signal, and a second SIGTERM would kill us. */
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     evio_events events = {
         .serving = serving,
         .data = data,
