@@ -38,12 +38,15 @@ int evio__buf_append(evio__buf *b, const void *p, size_t n)
     }
     memcpy(b->data + b->tail, p, n);
     b->tail += n;
+    if (b->tail - b->head > b->peak)
+        b->peak = b->tail - b->head;
     return 0;
 }
 
-/* A drained queue keeps a small buffer for the next reply, but gives a
- * big one back: one large response must not pin its memory for the rest
- * of a long-lived connection. */
+/* A drained queue gives a big buffer back once a whole fill-and-drain
+ * cycle used little of it: one large response must not pin its memory for
+ * the life of the connection, but a relay that fills the same big buffer
+ * cycle after cycle keeps it instead of regrowing it every time. */
 #define EVIO__BUF_KEEP (64 * 1024)
 
 void evio__buf_consume(evio__buf *b, size_t n)
@@ -52,11 +55,12 @@ void evio__buf_consume(evio__buf *b, size_t n)
     if (b->head != b->tail)
         return;
     b->head = b->tail = 0;
-    if (b->cap > EVIO__BUF_KEEP) {
+    if (b->cap > EVIO__BUF_KEEP && b->peak < b->cap / 4) {
         free(b->data);
         b->data = NULL;
         b->cap = 0;
     }
+    b->peak = 0;
 }
 
 void evio__buf_free(evio__buf *b)

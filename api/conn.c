@@ -236,8 +236,10 @@ void evio__conn_ready(evio_conn *c, unsigned mask)
     c->loop->current = c;
     if ((mask & EVIO__WRITE) && (c->interest & EVIO__WRITE))
         conn_flush(c);
-    if ((mask & EVIO__READ) && (c->interest & EVIO__READ))
-        conn_read(c); /* conn_flush may have closed it: interest is 0 then */
+    /* conn_flush may have closed it (interest is 0 then); another
+     * connection's event may have paused it since the poll. */
+    if ((mask & EVIO__READ) && (c->interest & EVIO__READ) && !(c->flags & EVIO__CONN_PAUSED))
+        conn_read(c);
     evio__conn_update(c);
     c->loop->current = NULL;
 }

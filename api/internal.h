@@ -45,6 +45,7 @@ static inline void evio__count(evio__counter *c, uint64_t n)
 typedef struct evio__buf {
     char *data;
     size_t head, tail, cap;
+    size_t peak; /* most bytes held since the queue last drained */
 } evio__buf;
 
 static inline size_t evio__buf_len(const evio__buf *b) { return b->tail - b->head; }

@@ -85,6 +85,11 @@ void evio__loop_destroy(evio__loop *l)
         l->resolved = r->next;
         free(r);
     }
+    while (l->sendq) { /* e.g. evio_send from closed() during shutdown */
+        evio__sendreq *r = l->sendq;
+        l->sendq = r->next;
+        free(r);
+    }
     free(l->slots);
     free(l->wakeq);
     free(l->wakeq_spare);

@@ -354,6 +354,81 @@ START_TEST(test_pause_resume)
 }
 END_TEST
 
+/* Pausing another connection of the loop must hold back a read already
+ * fetched for it in the same poll batch (the proxy pattern). */
+static struct {
+    evio_conn *conn[3]; /* 0: the one that blocks the loop, 1 and 2: the pair */
+    atomic_uint_fast64_t id[3];
+    atomic_int nopen, first, paused, paused_data;
+} po;
+
+static evio_action po_opened(evio_conn *c, const evio_info *info)
+{
+    (void)info;
+    int i = atomic_fetch_add(&po.nopen, 1);
+    if (i < 3) {
+        po.conn[i] = c;
+        atomic_store(&po.id[i], evio_conn_id(c));
+    }
+    return EVIO_NONE;
+}
+
+static evio_action po_data(evio_conn *c, const void *in, size_t len)
+{
+    (void)len;
+    int me = c == po.conn[1] ? 1 : c == po.conn[2] ? 2 : 0;
+    if (!in) { /* the wake: resume ourselves */
+        evio_conn_resume(c);
+        return EVIO_NONE;
+    }
+    if (me == 0) { /* keep the loop busy while both peers send */
+        h_sleep_ms(150);
+        return EVIO_NONE;
+    }
+    if (atomic_load(&po.first) == 0) { /* the first of the pair pauses the other */
+        atomic_store(&po.first, me);
+        atomic_store(&po.paused, 3 - me);
+        H_EXPECT(evio_conn_pause(po.conn[3 - me]) == 0, "pause the other");
+    } else if (atomic_load(&po.paused) == me) {
+        atomic_fetch_add(&po.paused_data, 1); /* must wait for the resume */
+    }
+    evio_write(c, in, len);
+    return EVIO_NONE;
+}
+
+START_TEST(test_pause_other_in_same_batch)
+{
+    memset(&po, 0, sizeof po);
+    evio_events ev = {.opened = po_opened, .data = po_data};
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    int fd[3];
+    for (int i = 0; i < 3; i++) {
+        fd[i] = h_connect(&hs, 0);
+        H_WAIT(atomic_load(&po.nopen) == i + 1, 5000, "opened %d", i);
+    }
+    char buf[4];
+    h_send_all(fd[0], "hold", 4); /* the loop sleeps 150 ms in data() */
+    h_sleep_ms(50);
+    h_send_all(fd[1], "x", 1);
+    h_send_all(fd[2], "y", 1); /* both ready in the batch after the sleep */
+    H_WAIT(atomic_load(&po.first) != 0, 5000, "the first of the pair");
+    int first = atomic_load(&po.first), other = 3 - first;
+    h_recv_exact(fd[first], buf, 1);
+    h_sleep_ms(200);
+    /* The paused one's byte was already readable in that batch: it waits. */
+    ck_assert_int_eq(atomic_load(&po.paused_data), 0);
+    ck_assert_int_eq(evio_wake(atomic_load(&hs.srv), atomic_load(&po.id[other])), 0);
+    h_recv_exact(fd[other], buf, 1); /* resumed: now it arrives */
+    ck_assert_int_eq(atomic_load(&po.paused_data), 1);
+    for (int i = 0; i < 3; i++)
+        close(fd[i]);
+    h_server_stop(&hs);
+}
+END_TEST
+
 TCase *tcase_dial(void)
 {
     TCase *tc = h_tcase("dial", 20);
@@ -361,5 +436,6 @@ TCase *tcase_dial(void)
     tcase_add_test(tc, test_dial_failures_fire_opened_then_closed);
     tcase_add_test(tc, test_dial_refused_at_once);
     tcase_add_test(tc, test_pause_resume);
+    tcase_add_test(tc, test_pause_other_in_same_batch);
     return tc;
 }
