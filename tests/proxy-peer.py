@@ -23,6 +23,7 @@ check that none is left open.
 import hashlib
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -334,6 +335,33 @@ def case_backend_down(port, limit_ms="2000"):
         fail("took more than %s ms" % limit_ms)
 
 
+def case_busy_shutdown(port, pid):
+    """SIGTERM while pairs relay: every client is closed promptly."""
+    ss = []
+    for i in range(20):
+        s = connect(port)
+        s.sendall(b"echo\n" + b"x" * 300000 if i % 2 else b"source %d 3\n" % (64 * MiB))
+        ss.append(s)
+    time.sleep(1)
+    os.kill(int(pid), signal.SIGTERM)
+    t0, closed = time.time(), 0
+    for s in ss:
+        s.settimeout(10)
+        try:
+            while s.recv(MiB):
+                pass
+            closed += 1
+        except ConnectionResetError:
+            closed += 1
+        except OSError as e:
+            print("  client: %s" % e)
+        s.close()
+    print("  %d of %d busy clients closed by the shutdown in %.0f ms" %
+          (closed, len(ss), (time.time() - t0) * 1000))
+    if closed != len(ss):
+        fail("not every client was closed")
+
+
 CASES = {
     "relay": case_relay,
     "slow-backend": case_slow_backend,
@@ -342,6 +370,7 @@ CASES = {
     "client-close-flush": case_client_close_flush,
     "backend-close": case_backend_close,
     "backend-down": case_backend_down,
+    "busy-shutdown": case_busy_shutdown,
 }
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@
  * flushed.  evio closes a connection on end-of-file, so half-closed
  * connections (shutdown(SHUT_WR)) are not relayed as such. */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@ typedef struct pair {
 } pair;
 
 static evio_server *volatile server; /* for the signal handler */
+static atomic_bool stopping;         /* set by the signal handler */
 static const char *backend = "127.0.0.1:6379";
 
 static evio_action serving(evio_server *srv)
@@ -58,7 +60,7 @@ static evio_action serving(evio_server *srv)
     printf("listening on %s\n", where);
     printf("forwarding to %s\n", backend);
     fflush(stdout);
-    return EVIO_NONE;
+    return atomic_load(&stopping) ? EVIO_SHUTDOWN : EVIO_NONE; /* signalled already */
 }
 
 static void pair_release(pair *p)
@@ -182,15 +184,18 @@ static evio_action closed(evio_conn *c, int err)
     pair *p = evio_conn_context(c);
     if (!p)
         return EVIO_NONE;
+    /* Close the peer after what is queued for it.  Not while shutting
+     * down: every connection is being closed then anyway. */
     evio_server *srv = evio_conn_server(c);
+    bool close_peer = !atomic_load(&stopping);
     if (c == p->client) {
         p->client = NULL;
-        if (p->backend) /* after what is queued for it */
+        if (p->backend && close_peer)
             evio_close(srv, p->backend_id);
         /* still dialing: its opened() sees the client gone and closes it */
     } else {
         p->backend = NULL;
-        if (p->client)
+        if (p->client && close_peer)
             evio_close(srv, p->client_id);
     }
     pair_release(p);
@@ -200,7 +205,9 @@ static evio_action closed(evio_conn *c, int err)
 static void on_signal(int sig)
 {
     (void)sig;
-    if (server)
+    /* Once: a second signal may come while the server is being freed.
+     * atomic_bool is lock-free, so this is async-signal-safe. */
+    if (!atomic_exchange(&stopping, true) && server)
         evio_server_shutdown(server); /* async-signal-safe: a flag and a wake */
 }
 
@@ -246,6 +253,7 @@ int main(int argc, char **argv)
         .nloops = loops == 0 ? EVIO_LOOPS_PER_CPU : loops,
     };
     int err = evio_serve(&events, addrs, 1);
+    server = NULL;
     if (err) {
         fprintf(stderr, "proxy: %s: %s\n", addr, evio_strerror(err));
         return 1;
