@@ -118,7 +118,7 @@ static int dl_resolve(void *udata, const char *host, int family, struct sockaddr
     return 0;
 }
 
-static void dl_start(h_server *hs, const char *const *addrs, size_t n)
+static void dl_start_with(h_server *hs, const char *const *addrs, size_t n, evio_resolver resolve)
 {
     pthread_mutex_lock(&dl.mu);
     memset(dl.recs, 0, sizeof dl.recs);
@@ -128,10 +128,15 @@ static void dl_start(h_server *hs, const char *const *addrs, size_t n)
     atomic_store(&dl.resolver_on_loop, false);
     atomic_store(&dl.resolver_calls, 0);
     evio_events ev = {.opened = dl_opened, .data = dl_data, .closed = dl_closed,
-                      .resolve = dl_resolve};
+                      .resolve = resolve};
     int rc = h_server_start(hs, &ev, addrs, n);
     ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
     dl.loop_thread = hs->thread;
+}
+
+static void dl_start(h_server *hs, const char *const *addrs, size_t n)
+{
+    dl_start_with(hs, addrs, n, dl_resolve);
 }
 
 static dial_rec dl_get(uint64_t id)
@@ -285,6 +290,158 @@ START_TEST(test_dial_refused_at_once)
 }
 END_TEST
 
+/* "localhost" is in /etc/hosts: the system resolver answers it without
+ * leaving the machine (no other name is ever given to it). */
+START_TEST(test_dial_localhost_system_resolver)
+{
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    dl_start_with(&hs, addrs, 1, NULL);
+    char target[64];
+    snprintf(target, sizeof target, "tcp4://localhost:%d", h_server_port(&hs, 0));
+    dial_rec r = dial_and_wait(&hs, target, 5000);
+    ck_assert_msg(r.dial_error == 0, "dial %s: %d (%s)", target, r.dial_error,
+                  evio_strerror(r.dial_error));
+    ck_assert_msg(r.closed_err == 0, "closed err %lld", (long long)r.closed_err);
+    H_WAIT(h_log_count(H_CLOSED) == 2, 5000, "both ends closed");
+    h_server_stop(&hs);
+    h_log_check_sequences(true);
+}
+END_TEST
+
+/* While a name takes a second to resolve, the loop serves everyone else. */
+START_TEST(test_dial_slow_resolution_keeps_serving)
+{
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    dl_start(&hs, addrs, 1);
+    char slow[64];
+    snprintf(slow, sizeof slow, "tcp://slow.test:%d", h_server_port(&hs, 0));
+    uint64_t id = 0;
+    int before = atomic_load(&dl.closed_dialed);
+    int rc = evio_dial(atomic_load(&hs.srv), slow, 5000, &ctx_token, &id);
+    ck_assert_msg(rc == 0, "evio_dial: %d (%s)", rc, evio_strerror(rc));
+    int fd = h_connect(&hs, 0);
+    int64_t worst = 0;
+    for (int i = 0; i < 20; i++) { /* about 0.4 s, inside the resolver's second */
+        char buf[4];
+        int64_t t0 = h_now_ns();
+        h_send_all(fd, "ping", 4);
+        h_recv_exact(fd, buf, 4);
+        int64_t dt = h_now_ns() - t0;
+        worst = dt > worst ? dt : worst;
+        h_sleep_ms(20);
+    }
+    ck_assert_msg(atomic_load(&dl.closed_dialed) == before,
+                  "the slow dial ended before the echo rounds did");
+    ck_assert_msg(worst < 100000000LL * h_slow,
+                  "an echo took %.1f ms while a resolution was in flight", worst / 1e6);
+    H_WAIT(atomic_load(&dl.closed_dialed) > before, 5000, "the slow dial to end");
+    dial_rec r = dl_get(id);
+    ck_assert_msg(r.dial_error == 0, "slow dial: %d (%s)", r.dial_error,
+                  evio_strerror(r.dial_error));
+    close(fd);
+    h_server_stop(&hs);
+}
+END_TEST
+
+/* Dials from 4 threads at once each get a distinct id and one opened and
+ * one closed; a dial after shutdown began is refused. */
+#define DT_THREADS 4
+#define DT_EACH 25
+static struct {
+    atomic_int opened_ok, opened_failed, closed;
+    atomic_int after_shutdown_rc;
+    uint64_t ids[DT_THREADS][DT_EACH];
+    int rcs[DT_THREADS][DT_EACH];
+    char target[64];
+    evio_server *srv;
+} dt;
+
+static evio_action dt_opened(evio_conn *c, const evio_info *info)
+{
+    if (info->dialed) {
+        atomic_fetch_add(info->dial_error ? &dt.opened_failed : &dt.opened_ok, 1);
+        if (!info->dial_error)
+            evio_write(c, "hi", 2);
+    }
+    return EVIO_NONE;
+}
+
+static evio_action dt_data(evio_conn *c, const void *in, size_t len)
+{
+    if (!in)
+        return EVIO_NONE;
+    if (evio_conn_context(c) == &ctx_token)
+        return EVIO_CLOSE; /* the dialed side got its echo */
+    if (len == 4 && memcmp(in, "stop", 4) == 0) {
+        evio_server *srv = evio_conn_server(c);
+        evio_server_shutdown(srv);
+        uint64_t id = 0;
+        atomic_store(&dt.after_shutdown_rc, evio_dial(srv, dt.target, 1000, NULL, &id));
+        return EVIO_NONE;
+    }
+    evio_write(c, in, len);
+    return EVIO_NONE;
+}
+
+static evio_action dt_closed(evio_conn *c, int err)
+{
+    (void)err;
+    if (evio_conn_context(c) == &ctx_token)
+        atomic_fetch_add(&dt.closed, 1);
+    return EVIO_NONE;
+}
+
+static void *dt_thread(void *arg)
+{
+    int t = (int)(intptr_t)arg;
+    for (int i = 0; i < DT_EACH; i++)
+        dt.rcs[t][i] = evio_dial(dt.srv, dt.target, 5000, &ctx_token, &dt.ids[t][i]);
+    return NULL;
+}
+
+START_TEST(test_dial_from_threads)
+{
+    memset(&dt, 0, sizeof dt);
+    evio_events ev = {.opened = dt_opened, .data = dt_data, .closed = dt_closed};
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    dt.srv = atomic_load(&hs.srv);
+    snprintf(dt.target, sizeof dt.target, "tcp://127.0.0.1:%d", h_server_port(&hs, 0));
+    pthread_t th[DT_THREADS];
+    for (int t = 0; t < DT_THREADS; t++)
+        ck_assert(pthread_create(&th[t], NULL, dt_thread, (void *)(intptr_t)t) == 0);
+    for (int t = 0; t < DT_THREADS; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < DT_THREADS; t++)
+        for (int i = 0; i < DT_EACH; i++) {
+            ck_assert_msg(dt.rcs[t][i] == 0, "thread %d dial %d: %d (%s)", t, i, dt.rcs[t][i],
+                          evio_strerror(dt.rcs[t][i]));
+            for (int u = 0; u <= t; u++)
+                for (int k = 0; k < (u == t ? i : DT_EACH); k++)
+                    ck_assert_msg(dt.ids[u][k] != dt.ids[t][i], "two dials got id %llu",
+                                  (unsigned long long)dt.ids[t][i]);
+        }
+    int total = DT_THREADS * DT_EACH;
+    H_WAIT(atomic_load(&dt.closed) == total, 10000, "%d dialed connections to close", total);
+    ck_assert_int_eq(atomic_load(&dt.opened_ok), total);
+    ck_assert_int_eq(atomic_load(&dt.opened_failed), 0);
+
+    atomic_store(&dt.after_shutdown_rc, 1);
+    int fd = h_connect(&hs, 0);
+    h_send_all(fd, "stop", 4);
+    H_WAIT(atomic_load(&dt.after_shutdown_rc) != 1, 5000, "the dial after shutdown");
+    ck_assert_msg(atomic_load(&dt.after_shutdown_rc) == EVIO_ESHUTDOWN,
+                  "evio_dial after shutdown: %d, expected EVIO_ESHUTDOWN",
+                  atomic_load(&dt.after_shutdown_rc));
+    close(fd);
+    h_server_join(&hs); /* it shut itself down */
+}
+END_TEST
+
 /* ---------------------------------------------------------------- pause / resume */
 
 static struct {
@@ -435,6 +592,9 @@ TCase *tcase_dial(void)
     tcase_add_test(tc, test_dial_connects);
     tcase_add_test(tc, test_dial_failures_fire_opened_then_closed);
     tcase_add_test(tc, test_dial_refused_at_once);
+    tcase_add_test(tc, test_dial_localhost_system_resolver);
+    tcase_add_test(tc, test_dial_slow_resolution_keeps_serving);
+    tcase_add_test(tc, test_dial_from_threads);
     tcase_add_test(tc, test_pause_resume);
     tcase_add_test(tc, test_pause_other_in_same_batch);
     return tc;
