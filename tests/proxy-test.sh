@@ -4,8 +4,8 @@
 # (tests/proxy-peer.py), all on 127.0.0.1: byte-exact relay with concurrent
 # clients, bounded memory with a slow reader on either side, close
 # propagation both ways, a dead backend, --loops 2, a backend name from
-# /etc/hosts, and, if redis-server is installed, redis-cli and
-# redis-benchmark through the proxy.  Ports are chosen by the kernel (port 0)
+# /etc/hosts, and real redis-server with redis-cli and redis-benchmark
+# through the proxy.  Ports are chosen by the kernel (port 0)
 # and read back.  Ends with the line "N passed, M failed"; exits non-zero if
 # anything failed (77, skipped, without python3).
 set -u
@@ -205,8 +205,12 @@ if grep -q '^error' "$work/backend.log"; then
     echo "note: backend errors: $(grep '^error' "$work/backend.log" | sort | uniq -c | tr '\n' ' ')"
 fi
 
-# ---- real redis, if installed (optional)
-if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+# ---- real redis behind the proxy (scripts/deps installs redis-server and
+# redis-tools; without them this part fails, it is not optional)
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null ||
+    ! command -v redis-benchmark >/dev/null; then
+    not_ok "redis-server, redis-cli and redis-benchmark are needed (run scripts/deps)"
+else
     rsport=
     for _ in 1 2 3 4 5; do # a port that is free now; retried if taken since
         try=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -236,25 +240,21 @@ if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
         else
             not_ok "p5 (redis-server): redis-cli PING, SET, GET through the proxy"
         fi
-        if command -v redis-benchmark >/dev/null; then
-            for P in 1 16; do
-                out=$(timeout 120 redis-benchmark -h 127.0.0.1 -p "$port" -q -t set,get \
-                    -c 50 -n 20000 -P "$P" 2>&1)
-                st=$?
-                echo "$out" | tr '\r' '\n' | grep 'requests per second' | sed 's/^/  /'
-                if [ "$st" = 0 ] && [ "$(echo "$out" | tr '\r' '\n' | grep -c 'requests per second')" = 2 ] &&
-                    ! echo "$out" | grep -qi 'error'; then
-                    ok "p5 (redis-server): redis-benchmark -t set,get -c 50 -P $P, no errors"
-                else
-                    not_ok "p5 (redis-server): redis-benchmark -P $P (exit $st)"
-                    echo "$out" | tail -5
-                fi
-            done
-        fi
+        for P in 1 16; do
+            out=$(timeout 120 redis-benchmark -h 127.0.0.1 -p "$port" -q -t set,get \
+                -c 50 -n 20000 -P "$P" 2>&1)
+            st=$?
+            echo "$out" | tr '\r' '\n' | grep 'requests per second' | sed 's/^/  /'
+            if [ "$st" = 0 ] && [ "$(echo "$out" | tr '\r' '\n' | grep -c 'requests per second')" = 2 ] &&
+                ! echo "$out" | grep -qi 'error'; then
+                ok "p5 (redis-server): redis-benchmark -t set,get -c 50 -P $P, no errors"
+            else
+                not_ok "p5 (redis-server): redis-benchmark -P $P (exit $st)"
+                echo "$out" | tail -5
+            fi
+        done
         stop_proxy p5 "$pid"
     fi
-else
-    echo "skip: redis-server not installed (optional redis-cli/redis-benchmark checks)"
 fi
 
 echo "$passed passed, $failed failed"
