@@ -1,6 +1,9 @@
 #!/bin/sh
 # echo-bench.sh — echo throughput, latency and cost per request: evio (each
-# backend) against a plain hand-written epoll server.  POSIX sh.
+# backend) against a plain hand-written epoll server (and whatever other
+# servers --servers names: bench/run-all.sh adds the plain libuv, libev and
+# libevent peers of bench/peers/, and reuses this script for the proxy).
+# POSIX sh.
 #
 # Normally run by `make bench` from the build directory, which builds the
 # binaries and passes --builddir and --servers.  By hand, from a build dir:
@@ -49,8 +52,18 @@ usage: echo-bench.sh [options]
   --callgrind-requests N  requests per callgrind measurement (default 20000)
   --no-control          no second plain-epoll server as a noise control
   --server-cpu N --client-cpu N   CPUs to pin to (default 0 and 1)
-  --port-base N         first TCP port (default: random in 20000-39999)
+  --port-base N         first TCP port (default: random in 20000-31999,
+                        below the ephemeral ports)
   --out DIR             keep raw results here (default: a temp dir, removed)
+  --server-args "ARGS"  extra arguments for every server, the reference too
+                        (e.g. the proxy's --backend HOST:PORT)
+  --ref-label NAME      the reference's name in the table (default epoll-echo)
+  --title TEXT          the table's heading
+  --pair "A=B ..."      one more column: the paired ratio of server A's CPU/req
+                        to server B's (names as in the table, e.g.
+                        echo-server-libev=ev-echo), median over repetitions
+  --summary FILE        append machine-readable rows (for bench/run-all.sh)
+  --name NAME           the workload's name in those rows (default echo)
 EOF
     exit "${1:-2}"
 }
@@ -76,6 +89,12 @@ SCPU=0
 CCPU=1
 PORT_BASE=
 OUT=
+SERVER_ARGS=
+REF_LABEL=epoll-echo
+TITLE=
+PAIRS=
+SUMMARY=
+NAME=echo
 
 while [ $# -gt 0 ]; do
     case $1 in
@@ -102,6 +121,12 @@ while [ $# -gt 0 ]; do
     --client-cpu) CCPU=$2; shift ;;
     --port-base) PORT_BASE=$2; shift ;;
     --out) OUT=$2; shift ;;
+    --server-args) SERVER_ARGS=$2; shift ;;
+    --ref-label) REF_LABEL=$2; shift ;;
+    --title) TITLE=$2; shift ;;
+    --pair) PAIRS=$2; shift ;;
+    --summary) SUMMARY=$2; shift ;;
+    --name) NAME=$2; shift ;;
     -h|--help) usage 0 ;;
     *) echo "echo-bench: unknown option '$1'" >&2; usage ;;
     esac
@@ -191,7 +216,7 @@ trap cleanup EXIT
 trap 'say interrupted; exit 130' INT TERM HUP
 
 if [ -z "$PORT_BASE" ]; then
-    PORT_BASE=$(awk -v s="$$" 'BEGIN { srand(s); print 20000 + int(rand() * 19000) }')
+    PORT_BASE=$(awk -v s="$$" 'BEGIN { srand(s); print 20000 + int(rand() * 12000) }')
 fi
 NEXT_PORT=$PORT_BASE
 port_busy() {
@@ -202,17 +227,22 @@ new_port() {
     PORT=$NEXT_PORT; NEXT_PORT=$((NEXT_PORT + 1))
 }
 
-# start_server ID PATH TIMEOUT [prefix...] -> sets SPID; 0 when listening
+# start_server ID PATH TIMEOUT [prefix...] -> sets SPID; 0 when listening.
+# A port someone else took meanwhile ("Address already in use"): 3 tries.
 start_server() {
     ss_id=$1 ss_path=$2 ss_tmo=$3; shift 3
+    ss_try=1
+  while :; do
     new_port
     echo "$PORT" >"$W/$ss_id.port"
-    "$@" "$ss_path" --port "$PORT" >"$W/$ss_id.log" 2>&1 &
+    # shellcheck disable=SC2086
+    "$@" "$ss_path" --port "$PORT" $SERVER_ARGS >"$W/$ss_id.log" 2>&1 &
     SPID=$!
     echo "$SPID" >>"$W/pids"
     ss_n=0
     while :; do
         if ! kill -0 "$SPID" 2>/dev/null; then
+            if [ $ss_try -lt 3 ] && grep -qi 'in use' "$W/$ss_id.log"; then ss_try=$((ss_try + 1)); continue 2; fi
             say "$ss_path exited at start:"; sed 's/^/    /' "$W/$ss_id.log" >&2; return 1
         fi
         if [ $HAVE_SS = yes ]; then
@@ -233,6 +263,7 @@ start_server() {
     done
     echo "$SPID" >"$W/$ss_id.pid"
     return 0
+  done
 }
 
 stop_pid() {
@@ -248,8 +279,8 @@ kv() { printf '%s\n' "$2" | tr ' ' '\n' | sed -n "s/^$1=//p" | head -n 1; }
 # ---------------------------------------------------------------- servers
 # $W/servers: "id label path", id 0 is the reference.
 : >"$W/servers"
-echo "0 epoll-echo $PEER" >>"$W/servers"
-[ $CONTROL = yes ] && echo "1 epoll-echo(control) $PEER" >>"$W/servers"
+echo "0 $REF_LABEL $PEER" >>"$W/servers"
+[ $CONTROL = yes ] && echo "1 $REF_LABEL(control) $PEER" >>"$W/servers"
 id=2
 for s in $SERVERS; do
     p=$(abspath "$s")
@@ -272,7 +303,12 @@ fi
 while read -r id label path; do
     if start_server "s$id" "$path" 10 $PIN_S; then
         backend=$(sed -n 's/.*backend: *\([A-Za-z0-9_-]*\).*/\1/p' "$W/s$id.log" | head -n 1)
-        case $label in epoll-echo*) backend="(plain epoll)" ;; esac
+        case $label in
+        epoll-echo*) backend="(plain epoll)" ;;
+        ev-echo) backend="(plain libev)" ;;
+        uv-echo) backend="(plain libuv)" ;;
+        event-echo) backend="(plain libevent)" ;;
+        esac
         [ -n "$backend" ] || backend="?"
         # no native kqueue on Linux: compat/ emulates it over epoll
         [ "$backend" = kqueue ] && [ "$(uname -s)" = Linux ] && backend="kqueue (emulated)"
@@ -415,13 +451,22 @@ col() { # P id column -> values
 }
 
 echo
-echo "## echo benchmark: $CONNS connections, $SIZE-byte messages, 127.0.0.1"
+echo "## ${TITLE:-echo benchmark}: $CONNS connections, $SIZE-byte messages, 127.0.0.1"
 echo
 echo "$(uname -srm); $NCPU CPUs; server pinned to CPU $SCPU, client to CPU $CCPU; median of $RUNS interleaved run(s) of ${DURATION}s each;"
 echo "load average before/after: ${LOAD0:-?} / $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)."
 echo
 if [ $DO_CG = yes ]; then cgh=" instr/req |"; cgs="---:|"; else cgh=; cgs=; fi
-echo "| server | backend | P | req/s (median) | req/s min–max | p50 µs | p99 µs | server CPU µs/req (median) | user µs/req | server CPU % | ratio to plain epoll | syscalls/req |$cgh"
+if [ -n "$PAIRS" ]; then cgh="$cgh ratio to same-library peer |"; cgs="$cgs--:|"; fi
+id_of() { awk -v l="$1" '$2 == l { print $1; exit }' "$W/servers"; }
+# paired_ratio P ID REFID: median over repetitions of ID's CPU/req over REFID's
+paired_ratio() {
+    awk -F'\t' -v P="$1" -v id="$2" -v ref="$3" '
+        $1 == P && $2 == ref && $7 > 0 { r[$3] = $7 }
+        $1 == P && $2 == id && $7 > 0 { v[$3] = $7 }
+        END { for (k in v) if (k in r) print v[k] / r[k] }' "$W/runs.tsv" | median
+}
+echo "| server | backend | P | req/s (median) | req/s min–max | p50 µs | p99 µs | server CPU µs/req (median) | user µs/req | server CPU % | ratio to $REF_LABEL | syscalls/req |$cgh"
 echo "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|$cgs"
 for P in $PIPELINES; do
     while read -r id label path; do
@@ -429,15 +474,12 @@ for P in $PIPELINES; do
         rps=$(col "$P" "$id" 4 | median)
         if [ "$rps" = n/a ]; then
             why=$(cat "$W/s$id.failed" 2>/dev/null || echo "no result")
-            printf '| %s | %s | %s | FAILED (%s) | | | | | | | | |%s\n' "$label" "$backend" "$P" "$why" "${cgh:+ |}"
+            printf '| %s | %s | %s | FAILED (%s) | | | | | | | | |%s\n' "$label" "$backend" "$P" "$why" "$(printf '%s' "$cgh" | sed 's/[^|]//g; s/|/ |/g')"
             continue
         fi
         # ratio: median over repetitions of (this server / plain epoll) in the
         # same repetition, which ran within seconds of each other
-        ratio=$(awk -F'\t' -v P="$P" -v id="$id" '
-            $1 == P && $2 == 0 && $7 > 0 { ref[$3] = $7 }
-            $1 == P && $2 == id && $7 > 0 { v[$3] = $7 }
-            END { for (r in v) if (r in ref) print v[r] / ref[r] }' "$W/runs.tsv" | median)
+        ratio=$(paired_ratio "$P" "$id" 0)
         lo=$(col "$P" "$id" 4 | sort -g | head -n 1); hi=$(col "$P" "$id" 4 | sort -g | tail -n 1)
         p50=$(col "$P" "$id" 5 | median); p99=$(col "$P" "$id" 6 | median)
         cpu=$(col "$P" "$id" 7 | median); usr=$(col "$P" "$id" 8 | median)
@@ -449,24 +491,45 @@ for P in $PIPELINES; do
             cg=$(awk -F'\t' -v P="$P" -v id="$id" '$1 == P && $2 == id { print $3 }' "$W/cg.tsv")
             cg=" ${cg:-n/a} |"
         fi
+        pr=n/a
+        if [ -n "$PAIRS" ]; then
+            for pp in $PAIRS; do
+                [ "${pp%%=*}" = "$label" ] || continue
+                pid2=$(id_of "${pp#*=}")
+                [ -n "$pid2" ] && pr=$(paired_ratio "$P" "$id" "$pid2")
+            done
+            [ "$pr" = n/a ] || pr=$(awk -v r="$pr" 'BEGIN { printf "%.2f", r }')
+            cg="$cg $pr |"
+        fi
         awk -v l="$label" -v b="$backend" -v P="$P" -v rps="$rps" -v lo="$lo" -v hi="$hi" \
             -v p50="$p50" -v p99="$p99" -v cpu="$cpu" -v usr="$usr" -v pct="$pct" -v ratio="$ratio" \
             -v sys="$sys" -v cg="$cg" 'BEGIN {
             if (ratio != "n/a") ratio = sprintf("%.2f", ratio)
             printf "| %s | %s | %s | %.0f | %.0f–%.0f | %.0f | %.0f | %.3f | %.3f | %.0f | %s | %s |%s\n",
                 l, b, P, rps, lo, hi, p50, p99, cpu, usr, pct, ratio, sys, cg }'
+        if [ -n "$SUMMARY" ]; then
+            cgv=$(awk -F'\t' -v P="$P" -v id="$id" '$1 == P && $2 == id { print $3 }' "$W/cg.tsv")
+            awk -v wl="$NAME" -v l="$label" -v b="$backend" -v P="$P" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
+                -v cpu="$cpu" -v ratio="$ratio" -v sys="$sys" -v cg="${cgv:-n/a}" -v pr="$pr" 'BEGIN {
+                if (ratio != "n/a") ratio = sprintf("%.2f", ratio)
+                printf "%s\t%s\t%s\techo\t%s\t%.0f\t%.0f\t%.0f\t%.4f\t%s\t%s\t%s\t%s\n",
+                    wl, l, b, P, rps, p50, p99, cpu, ratio, sys, cg, pr }' >>"$SUMMARY"
+        fi
     done <"$W/servers"
 done
 echo
-cat <<'EOF'
+[ -n "$PAIRS" ] && pnote="  ratio to same-library peer: the same,
+against the plain server written directly on that library (bench/peers/)." || pnote=
+[ $CONTROL = yes ] && cnote="  Compare a row with the control row to see the noise floor." || cnote=
+cat <<EOF
 server CPU µs/req: the server's CPU time (user+sys, all threads) over the measured window
-divided by the requests answered in it.  ratio: that figure over plain epoll's in the same
-repetition (they ran seconds apart), median over repetitions.  On loopback much of the
+divided by the requests answered in it.  ratio: that figure over $REF_LABEL's in the same
+repetition (they ran seconds apart), median over repetitions.$pnote  On loopback much of the
 kernel work of delivering a segment is charged to the sender, so each side's sys time
 includes part of the peer's receive path (alike for every server).  user µs/req comes
 from tick-sampled utime and is coarse.  server CPU % near 100: the server was the
 bottleneck; lower: the client or other load on the machine was, and req/s then says
-little about the server.  Compare a row with the control row to see the noise floor.
+little about the server.$cnote
 EOF
 if [ -s "$W/sys.tsv" ]; then
     echo
