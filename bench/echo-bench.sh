@@ -55,6 +55,9 @@ usage: echo-bench.sh [options]
   --port-base N         first TCP port (default: random in 20000-31999,
                         below the ephemeral ports)
   --out DIR             keep raw results here (default: a temp dir, removed)
+  --loops N             run evio's echo servers with N loops (threads); the
+                        plain peers stay single-threaded.  With N > 1 give
+                        the server more CPUs, e.g. --server-cpu 0,1
   --server-args "ARGS"  extra arguments for every server, the reference too
                         (e.g. the proxy's --backend HOST:PORT)
   --ref-label NAME      the reference's name in the table (default epoll-echo)
@@ -90,6 +93,7 @@ CCPU=1
 PORT_BASE=
 OUT=
 SERVER_ARGS=
+LOOPS=
 REF_LABEL=epoll-echo
 TITLE=
 PAIRS=
@@ -122,6 +126,7 @@ while [ $# -gt 0 ]; do
     --port-base) PORT_BASE=$2; shift ;;
     --out) OUT=$2; shift ;;
     --server-args) SERVER_ARGS=$2; shift ;;
+    --loops) LOOPS=$2; shift ;;
     --ref-label) REF_LABEL=$2; shift ;;
     --title) TITLE=$2; shift ;;
     --pair) PAIRS=$2; shift ;;
@@ -235,8 +240,10 @@ start_server() {
   while :; do
     new_port
     echo "$PORT" >"$W/$ss_id.port"
+    ss_loops=
+    case $ss_path in *echo-server*) [ -n "$LOOPS" ] && ss_loops="--loops $LOOPS" ;; esac
     # shellcheck disable=SC2086
-    "$@" "$ss_path" --port "$PORT" $SERVER_ARGS >"$W/$ss_id.log" 2>&1 &
+    "$@" "$ss_path" --port "$PORT" $SERVER_ARGS $ss_loops >"$W/$ss_id.log" 2>&1 &
     SPID=$!
     echo "$SPID" >>"$W/pids"
     ss_n=0
