@@ -47,7 +47,19 @@ EOF
     exit "${1:-2}"
 }
 
-SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+# A shell reads a script as it runs it, so an edit to these scripts during a
+# long run would break it: run copies of them.
+if [ -z "${EVIO_BENCH_COPY:-}" ]; then
+    EVIO_BENCH_SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
+    EVIO_BENCH_COPY=$(mktemp -d "${TMPDIR:-/tmp}/run-all-scripts.XXXXXX") || exit 1
+    cp "$EVIO_BENCH_SRCDIR/bench/run-all.sh" "$EVIO_BENCH_SRCDIR/bench/echo-bench.sh" \
+       "$EVIO_BENCH_SRCDIR/bench/load-bench.sh" "$EVIO_BENCH_COPY/" || exit 1
+    export EVIO_BENCH_COPY EVIO_BENCH_SRCDIR
+    exec sh "$EVIO_BENCH_COPY/run-all.sh" "$@"
+fi
+SRCDIR=$EVIO_BENCH_SRCDIR
+BIN=$EVIO_BENCH_COPY
+trap 'rm -rf "$BIN"' EXIT
 ARGS=   # the options that change what is measured, for the record
 BUILDDIR=.
 BACKENDS=
@@ -71,7 +83,7 @@ while [ $# -gt 0 ]; do
     *) [ $# -ge 2 ] || { echo "run-all: $1 needs a value" >&2; usage; } ;;
     esac
     case $1 in
-    --builddir|--backends|--docs|--no-docs|--keep|--replot) ;;
+    --builddir|--backends|--docs|--no-docs|--keep|--replot|-h|--help) ;;
     --no-*|--callgrind) ARGS="$ARGS $1" ;;
     *) ARGS="$ARGS $1 '$2'" ;;
     esac
@@ -111,10 +123,17 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/run-all.XXXXXX") || die "mktemp failed"
 : >"$W/pids"
 cleanup() {
     while read -r p; do kill -TERM "$p" 2>/dev/null; done <"$W/pids"
-    sleep 0.2
+    # let the bench scripts stop their servers
+    n=0
+    while [ $n -lt 100 ]; do
+        alive=no
+        while read -r p; do kill -0 "$p" 2>/dev/null && alive=yes; done <"$W/pids"
+        [ $alive = no ] && break
+        sleep 0.1; n=$((n + 1))
+    done
     while read -r p; do kill -KILL "$p" 2>/dev/null; done <"$W/pids"
     if [ -n "$KEEP" ]; then mkdir -p "$KEEP" && cp "$W"/*.md "$W"/summary.tsv "$KEEP"/ 2>/dev/null; fi
-    rm -rf "$W"
+    rm -rf "$W" "$BIN"
 }
 trap cleanup EXIT
 trap 'say interrupted; exit 130' INT TERM HUP
@@ -169,7 +188,7 @@ if wants echo; then
         if have "bench/peers/$p"; then peers="$peers bench/peers/$p"; else missing="$missing bench/peers/$p"; fi
     done
     if have bench/peers/epoll-echo && have bench/echo-client; then
-        bounded echo sh "$SRCDIR/bench/echo-bench.sh" --builddir "'$BUILDDIR'" --servers "'$servers $peers'" \
+        bounded echo sh "$BIN/echo-bench.sh" --builddir "'$BUILDDIR'" --servers "'$servers $peers'" \
             --duration "$DURATION" --pair "'echo-server-libev=ev-echo echo-server-libuv=uv-echo'" \
             --summary "'$SUM'" --name echo $COMMON
         for m in $missing; do printf '\n%s: (not built)\n' "$m" >>"$W/echo.md"; done
@@ -187,7 +206,7 @@ if wants resp; then
     if [ -z "$servers" ]; then
         notbuilt "RESP benchmark" "examples/redis-server" resp
     else
-        bounded resp sh "$SRCDIR/bench/load-bench.sh" --workload resp --builddir "'$BUILDDIR'" \
+        bounded resp sh "$BIN/load-bench.sh" --workload resp --builddir "'$BUILDDIR'" \
             --servers "'$servers'" --requests "$REQS" --summary "'$SUM'" $COMMON
     fi
 fi
@@ -199,7 +218,7 @@ if wants http; then
     if [ -z "$servers" ]; then
         notbuilt "HTTP benchmark" "examples/http-server (tests/http-server-BACKEND)" http
     else
-        bounded http sh "$SRCDIR/bench/load-bench.sh" --workload http --builddir "'$BUILDDIR'" \
+        bounded http sh "$BIN/load-bench.sh" --workload http --builddir "'$BUILDDIR'" \
             --servers "'$servers'" --duration "$DURATION" --summary "'$SUM'" $COMMON
     fi
 fi
@@ -239,7 +258,7 @@ if wants proxy; then
             say "proxy: the echo server behind it did not start: $(cat "$W/proxy-echo.log")"; STATUS=1
             notbuilt "proxy benchmark" "its echo server did not start" proxy
         else
-            bounded proxy sh "$SRCDIR/bench/echo-bench.sh" --builddir "'$BUILDDIR'" --peer "$ref" \
+            bounded proxy sh "$BIN/echo-bench.sh" --builddir "'$BUILDDIR'" --peer "$ref" \
                 --ref-label "$(basename "$ref")" --servers "'$servers'" --no-control \
                 --server-args "'--bind 127.0.0.1 --backend 127.0.0.1:$eport'" \
                 --title "'echo through evio proxy to a plain epoll echo server'" \
