@@ -180,6 +180,16 @@ typedef struct evio_events {
      * and len == 0, so you can send what a background job prepared. */
     evio_action (*data)(evio_conn *c, const void *in, size_t len);
 
+    /* The peer finished sending: it shut down its write side (e.g.
+     * shutdown(SHUT_WR)) and no more input will come.  NULL (the default):
+     * evio flushes pending output and closes the connection, as Go evio
+     * does.  Set: the connection stays open for writing (evio_write, wakes,
+     * evio_send all work) and you decide: return EVIO_CLOSE to flush and
+     * close now, or EVIO_NONE and finish later with EVIO_CLOSE, evio_close()
+     * or evio_conn_shutdown_write() (once both directions are finished the
+     * connection closes by itself, closed(c, 0)).  Not for UDP sessions. */
+    evio_action (*eof)(evio_conn *c);
+
     /* Around every write attempt to the socket: amount is what evio is
      * about to write; written what the kernel took and remaining what is
      * still buffered.  Output written from these is sent in order. */
@@ -243,7 +253,37 @@ typedef struct evio_events {
     /* How long EVIO_DRAIN lets connections finish before it closes them;
      * 0 means 30000. */
     int drain_timeout_ms;
+
+    /* Output flow control: when a connection's queued output (what the
+     * socket has not taken yet) reaches this many bytes, evio stops reading
+     * from it, as evio_conn_pause() would, and reads again once the queue
+     * is down to half of it.  So a peer that sends and never reads holds
+     * at most about this much, plus one read and the socket buffers.  It
+     * stops reads, never writes: the output of one event is always queued
+     * whole.  Independent of evio_conn_pause(): reading resumes only when
+     * neither holds it.  Counted in evio_stats.high_water.  0 means
+     * EVIO_DEFAULT_HIGH_WATER; negative turns it off.  Per connection:
+     * evio_conn_set_high_water(). */
+    int output_high_water;
+
+    /* TCP and unix: a connection whose queued output makes no progress
+     * (the peer does not read) for this many milliseconds is closed, and
+     * closed() fires with -ETIMEDOUT.  This also bounds the flush of
+     * EVIO_CLOSE and EVIO_DETACH.  A slow peer that keeps taking bytes is
+     * never cut.  0 means EVIO_DEFAULT_WRITE_TIMEOUT_MS; negative: never.
+     * Checked on the idle wheel (EVIO_IDLE_RESOLUTION_MS).  Per
+     * connection: evio_conn_set_write_timeout(). */
+    int write_timeout_ms;
 } evio_events;
+
+/* Defaults, chosen after what servers that face the internet do.  High
+ * water: Netty's default write-buffer high-water mark (64 KiB), with its
+ * low mark of half; HAProxy holds one 16 KiB buffer per direction and nginx
+ * stops reading a request until its response is out, so 64 KiB is already
+ * generous, and it is above what one request of the examples writes.
+ * Write timeout: nginx's send_timeout (60 s). */
+#define EVIO_DEFAULT_HIGH_WATER (64 * 1024)
+#define EVIO_DEFAULT_WRITE_TIMEOUT_MS 60000
 
 /* The resolution of idle timeouts, in milliseconds. */
 #define EVIO_IDLE_RESOLUTION_MS 50
@@ -313,6 +353,11 @@ typedef struct evio_stats {
     uint64_t bytes_in;  /* read from sockets */
     uint64_t bytes_out; /* written to sockets */
     uint64_t wakes;     /* data(c, NULL, 0) events fired by evio_wake */
+    uint64_t output_buffers; /* output buffers connections hold now: a
+                              * connection whose queue is empty holds none */
+    uint64_t output_bytes;   /* the memory those buffers take, in bytes */
+    uint64_t high_water;     /* times the high-water mark stopped a read */
+    uint64_t timeouts;       /* closed with -ETIMEDOUT: idle, write, deadline */
 } evio_stats;
 
 /* Fill *total with the sum over all loops and, when per_loop is not NULL,
@@ -391,6 +436,40 @@ EVIO_EXPORT int evio_conn_resume(evio_conn *c);
  * Loop thread only. */
 EVIO_EXPORT size_t evio_conn_pending(const evio_conn *c);
 
+/* Override evio_events.output_high_water for c: bytes > 0 sets the mark
+ * (reading resumes at half of it), negative turns flow control off for c,
+ * 0 goes back to the server's setting.  Loop thread only.  Returns 0,
+ * EVIO_EUDP for a UDP session, or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_conn_set_high_water(evio_conn *c, int bytes);
+
+/* Override evio_events.write_timeout_ms for c: ms > 0 sets it, negative
+ * turns it off for c, 0 goes back to the server's setting.  Loop thread
+ * only.  Returns 0, EVIO_EUDP, or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_conn_set_write_timeout(evio_conn *c, int ms);
+
+/* Close c if it is still open ms milliseconds from now, whatever it does
+ * meanwhile; closed() fires with -ETIMEDOUT.  For limits on a whole
+ * exchange, e.g. an HTTP server's request-header timeout.  A new call
+ * replaces the old deadline; 0 cancels it.  Checked on the idle wheel
+ * (EVIO_IDLE_RESOLUTION_MS).  Loop thread only.  Returns 0, EVIO_EINVAL
+ * for a negative ms, EVIO_EUDP, or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_conn_set_deadline(evio_conn *c, int ms);
+
+/* Finish our direction: once the output queued so far is written, send
+ * end-of-file (shutdown(SHUT_WR); on a translated connection its finish()
+ * runs first, e.g. TLS close_notify).  Reading goes on; evio_write then
+ * fails with EVIO_ESHUTDOWN.  Once the peer has finished too (see
+ * evio_events.eof), the connection closes: closed(c, 0).  Loop thread
+ * only.  Returns 0, EVIO_EUDP, or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_conn_shutdown_write(evio_conn *c);
+
+/* Close c abortively as soon as the running event returns: queued output
+ * is dropped and the peer gets a reset (RST) instead of end-of-file, so it
+ * can tell a cut-short stream from a complete one (a proxy passes on a
+ * backend's reset this way).  closed(c, 0) fires.  Loop thread only.
+ * Returns 0, EVIO_EUDP, or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_conn_reset(evio_conn *c);
+
 /* The connection's id: unique for the life of the server, never reused,
  * never 0, unrelated to its fd.  Loop thread only (ids themselves may be
  * passed to any thread). */
@@ -420,6 +499,12 @@ EVIO_EXPORT int evio_conn_set_keepalive(evio_conn *c, int seconds);
  * (queued like evio_write; returns 0 or -ENOMEM). */
 EVIO_EXPORT int evio_translator_deliver(evio_conn *c, const void *data, size_t len);
 EVIO_EXPORT int evio_translator_send(evio_conn *c, const void *wire, size_t len);
+
+/* For translators: close c with -ETIMEDOUT if it is still open ms
+ * milliseconds from now (0 cancels), e.g. a handshake deadline.  The
+ * translator's own deadline: it never replaces the application's
+ * evio_conn_set_deadline().  Returns 0, EVIO_EINVAL or EVIO_ESHUTDOWN. */
+EVIO_EXPORT int evio_translator_set_deadline(evio_conn *c, int ms);
 
 /* For translators: close c in order, as EVIO_CLOSE would (finish runs,
  * queued output is flushed), e.g. after the peer's TLS close_notify.
