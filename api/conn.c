@@ -294,6 +294,22 @@ void evio__conn_update(evio_conn *c)
     }
 }
 
+/* The write timeout is due.  The kernel reports a TCP socket writable only
+ * once a third of its buffer is free, so a peer that reads slowly but
+ * steadily can drain megabytes unseen: try to write before giving up.
+ * true if the socket took something (c may have closed meanwhile). */
+bool evio__conn_retry_write(evio_conn *c)
+{
+    size_t before = evio__outq_len(c->out);
+    c->loop->current = c;
+    conn_flush(c);
+    bool progress = !(c->flags & EVIO__CONN_DEAD) && evio__outq_len(c->out) < before;
+    if (progress || (c->flags & EVIO__CONN_DEAD))
+        evio__conn_update(c);
+    c->loop->current = NULL;
+    return progress;
+}
+
 void evio__conn_shutdown(evio_conn *c)
 {
     if (c->out && !(c->flags & EVIO__CONN_RESET))

@@ -97,6 +97,16 @@ EVIO_EXPORT int evio_tls_client(const char *server_name, const char *ca_file,
 EVIO_EXPORT int evio_tls_client_ctx(SSL_CTX *ctx, const char *server_name,
                                     evio_translator *out);
 
+/* How long a connection may take to complete its handshake before it is
+ * closed with -ETIMEDOUT (a client that sends half a hello must not hold
+ * the connection's memory forever).  Default: EVIO_TLS_DEFAULT_HANDSHAKE_MS,
+ * Go's TLSHandshakeTimeout.  ms > 0 sets it; 0 restores the default;
+ * negative: no deadline.  Set it before serving; it applies to connections
+ * opened afterwards.  Returns 0, or EVIO_EINVAL if t is not a TLS
+ * translator made by this library. */
+#define EVIO_TLS_DEFAULT_HANDSHAKE_MS 10000
+EVIO_EXPORT int evio_tls_set_handshake_timeout(evio_translator *t, int ms);
+
 /* Release what an evio_tls_* call made for *t, once no server uses it any
  * more (after evio_serve returned).  *t is zeroed; a zeroed translator may
  * be freed again. */

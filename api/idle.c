@@ -49,6 +49,13 @@ static bool conn_due(const evio_conn *c, evio__ms *due)
     return any;
 }
 
+/* The write timeout is what is due now. */
+static bool write_stalled(const evio_conn *c)
+{
+    int ms = c->out && (c->interest & EVIO__WRITE) ? evio__conn_write_ms(c) : -1;
+    return ms > 0 && evio__ms_diff(c->last_output + (evio__ms)ms, c->loop->ms) <= 0;
+}
+
 /* A wrapping millisecond time as the loop's monotonic nanoseconds. */
 static int64_t ms_to_ns(const evio__loop *l, evio__ms t)
 {
@@ -112,7 +119,17 @@ int64_t evio__idle_expire(evio__loop *l, int64_t now)
             c->wprev = c->wnext = NULL;
             l->wheel_count--;
             evio__ms due;
-            if (!conn_due(c, &due)) {
+            bool any = conn_due(c, &due);
+            if (any && evio__ms_diff(due, l->ms) <= 0 && write_stalled(c)) {
+                /* the socket may have taken bytes unseen: if so, go on */
+                if (evio__conn_retry_write(c) || (c->flags & EVIO__CONN_DEAD) || c->wslot) {
+                    if (!(c->flags & EVIO__CONN_DEAD) && !c->wslot)
+                        evio__idle_arm(c);
+                    c = next;
+                    continue;
+                }
+            }
+            if (!any) {
                 /* every clock stopped: off the wheel */
             } else if (evio__ms_diff(due, l->ms) <= 0) {
                 evio__count(&l->stats.timeouts, 1);

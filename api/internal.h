@@ -388,6 +388,7 @@ void evio__conn_after(evio_conn *c, evio_action a);
 void evio__conn_close(evio_conn *c, int err);
 void evio__conn_shutdown(evio_conn *c);
 void evio__conn_update(evio_conn *c);
+bool evio__conn_retry_write(evio_conn *c);
 void evio__conn_link(evio__loop *l, evio_conn *c);
 void evio__conn_unlink(evio_conn *c);
 void evio__conn_fail(evio_conn *c, int err);

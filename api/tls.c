@@ -197,6 +197,7 @@ typedef struct tls_cfg {
     char *name;     /* client: SNI and the name to verify; NULL: none */
     bool client;
     bool name_is_ip;
+    int handshake_ms; /* < 0: no deadline */
 } tls_cfg;
 
 /* One connection. */
@@ -263,6 +264,10 @@ static int tls_open(const evio_translator *xl, evio_conn *c, void **state)
     t->bio = BIO_get_data(b);
     SSL_set_bio(t->ssl, b, b); /* one reference, owned by ssl from now on */
     SSL_set_options(t->ssl, SSL_OP_NO_RENEGOTIATION); /* also for a user's SSL_CTX */
+    /* A peer that starts a handshake and never finishes it must not hold
+     * the connection's memory forever. */
+    if (cfg->handshake_ms > 0)
+        evio_translator_set_deadline(c, cfg->handshake_ms);
     if (!cfg->client) {
         SSL_set_accept_state(t->ssl); /* the handshake starts with the client's hello */
         *state = t;
@@ -302,6 +307,7 @@ static int tls_input(void *state, evio_conn *c, const void *wire, size_t len)
             return SSL_get_error(t->ssl, r) == SSL_ERROR_WANT_READ ? 0
                                                                    : tls_fail(t, c, "handshake");
         t->ready = true;
+        evio_translator_set_deadline(c, 0);
         if (t->early.len) {
             err = tls_write(t, c, t->early.data + t->early.head, t->early.len);
             buf_free(&t->early);
@@ -405,6 +411,7 @@ static int make_translator(SSL_CTX *ctx, const char *name, bool client, evio_tra
     }
     cfg->ctx = ctx;
     cfg->client = client;
+    cfg->handshake_ms = EVIO_TLS_DEFAULT_HANDSHAKE_MS;
     *out = (evio_translator){
         .udata = cfg,
         .open = tls_open,
@@ -518,6 +525,15 @@ int evio_tls_client_ctx(SSL_CTX *ctx, const char *server_name, evio_translator *
     if (rc)
         SSL_CTX_free(ctx);
     return rc;
+}
+
+int evio_tls_set_handshake_timeout(evio_translator *t, int ms)
+{
+    if (!t || !t->udata || t->open != tls_open)
+        return EVIO_EINVAL;
+    tls_cfg *cfg = t->udata;
+    cfg->handshake_ms = ms == 0 ? EVIO_TLS_DEFAULT_HANDSHAKE_MS : ms;
+    return 0;
 }
 
 void evio_tls_free(evio_translator *t)

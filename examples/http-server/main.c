@@ -1,7 +1,7 @@
 /* http-server — "Hello World!" over HTTP/1.1, plain and over TLS.
  *
  *   http-server [--host ADDR] [--port N] [--tlsport N] [--tlscert FILE --tlskey FILE]
- *               [--loops N]
+ *               [--loops N] [--header-timeout MS] [--keepalive-timeout MS]
  *
  * Listens on tcp://ADDR:N (default every address, port 8080) in plain HTTP
  * and on tcp://ADDR:TLSPORT (default 4443) over TLS; --tlsport -1 leaves TLS
@@ -15,6 +15,15 @@
  * $TMPDIR/evio-http-dev-UID.  Never use that certificate for anything real.
  *
  * Try:  curl http://localhost:8080/   curl -k https://localhost:4443/
+ *
+ * Slow clients are bounded as nginx bounds them: a request head must
+ * arrive whole within --header-timeout ms of its first byte (of the
+ * connection, for the first request; default 10000, nginx's
+ * client_header_timeout is 60 s), an idle keep-alive connection is closed
+ * after --keepalive-timeout ms (default 75000, nginx's keepalive_timeout),
+ * and the TLS handshake has evio_tls's 10 s.  A client that pipelines
+ * requests and never reads meets evio's output high-water mark: it is not
+ * read until it reads.
  *
  * --loops N runs N loops (threads; 0 = one per CPU).  Stops on
  * SIGINT/SIGTERM. */
@@ -43,7 +52,11 @@ typedef struct client {
     char *buf; /* a request head that has not fully arrived */
     size_t len, cap;
     unsigned long long body_left; /* body bytes of the last request still to skip */
+    bool head_timed; /* the header timeout runs */
 } client;
+
+static int header_timeout_ms = 10000;
+static int keepalive_timeout_ms = 75000;
 
 #define HELLO "Hello World!"
 #define HEADERS "Server: evio\r\nContent-Type: text/plain\r\n"
@@ -147,6 +160,8 @@ static evio_action opened(evio_conn *c, const evio_info *info)
     if (!cl)
         return EVIO_CLOSE;
     evio_conn_set_context(c, cl);
+    evio_conn_set_deadline(c, header_timeout_ms); /* for the first request's head */
+    cl->head_timed = true;
     return EVIO_NONE;
 }
 
@@ -200,11 +215,35 @@ static evio_action data(evio_conn *c, const void *in, size_t len)
         memmove(cl->buf, cl->buf + used, cl->len - used);
         cl->len -= used;
     }
+    /* A head that has begun must end in time; between requests only the
+     * keep-alive (idle) timeout runs. */
+    bool in_head = cl->len > 0;
+    if (in_head != cl->head_timed) {
+        evio_conn_set_deadline(c, in_head ? header_timeout_ms : 0);
+        cl->head_timed = in_head;
+    }
     if (o.len && !o.failed && evio_write(c, o.p, o.len) != 0)
         close = true;
     if (o.p != o.small)
         free(o.p);
     return close || o.failed ? EVIO_CLOSE : EVIO_NONE;
+}
+
+/* While the client is not taking our output, its next head is not being
+ * read (evio's high-water mark), so the header timeout must not count:
+ * the write timeout governs instead, as nginx's send_timeout does. */
+static evio_action postwrite(evio_conn *c, size_t written, size_t remaining)
+{
+    (void)written;
+    client *cl = evio_conn_context(c);
+    if (!cl)
+        return EVIO_NONE;
+    bool in_head = cl->len > 0 && remaining == 0;
+    if (in_head != cl->head_timed) {
+        evio_conn_set_deadline(c, in_head ? header_timeout_ms : 0);
+        cl->head_timed = in_head;
+    }
+    return EVIO_NONE;
 }
 
 static const evio_translator *translate(evio_conn *c, const evio_info *info)
@@ -283,7 +322,7 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--host ADDR] [--port N] [--tlsport N] [--tlscert FILE --tlskey FILE] "
-            "[--loops N]\n",
+            "[--loops N] [--header-timeout MS] [--keepalive-timeout MS]\n",
             argv0);
     exit(2);
 }
@@ -305,9 +344,15 @@ int main(int argc, char **argv)
             keyfile = argv[++i];
         else if (strcmp(argv[i], "--loops") == 0 && i + 1 < argc)
             loops = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--header-timeout") == 0 && i + 1 < argc)
+            header_timeout_ms = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--keepalive-timeout") == 0 && i + 1 < argc)
+            keepalive_timeout_ms = atoi(argv[++i]);
         else
             usage(argv[0]);
     }
+    if (header_timeout_ms < 0 || keepalive_timeout_ms < 0)
+        usage(argv[0]); /* 0 turns a timeout off */
     if (!certfile != !keyfile) {
         fprintf(stderr, "http-server: --tlscert and --tlskey go together\n");
         return 2;
@@ -349,7 +394,9 @@ int main(int argc, char **argv)
         .opened = opened,
         .closed = closed,
         .data = data,
+        .postwrite = postwrite,
         .translate = translate,
+        .idle_timeout_ms = keepalive_timeout_ms,
         .nloops = loops == 0 ? EVIO_LOOPS_PER_CPU : loops,
     };
     int err = evio_serve(&events, addrs, naddrs);

@@ -17,9 +17,14 @@
  * pair holds at most HIGH_WATER plus one read per direction, however slow
  * either end.  Bytes a client sends before the backend is connected are
  * held (one read at most: the client is paused until the backend opens).
- * When either side closes, the other is closed after its queued output is
- * flushed.  evio closes a connection on end-of-file, so half-closed
- * connections (shutdown(SHUT_WR)) are not relayed as such. */
+ * Closing: a side's end-of-file is passed on as end-of-file (eof() and
+ * evio_conn_shutdown_write), so a client that shuts down its write side
+ * still gets the backend's late reply; a connection closes by itself once
+ * both of its directions are finished.  A side that is reset (RST) or
+ * fails has its peer reset too (evio_conn_reset), so a client can tell a
+ * cut-short reply from a complete one; any other close closes the peer
+ * after its queued output is flushed. */
+#include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -40,6 +45,7 @@ typedef struct pair {
     bool dialing;        /* the backend's opened() has not fired yet */
     bool client_paused;  /* by flow control, or waiting for the backend */
     bool backend_paused; /* by flow control */
+    bool client_eof;     /* the client finished sending while we were dialing */
     int refs;            /* open (or dialing) sides */
     char *held;          /* client input that arrived while dialing */
     size_t held_len;
@@ -114,6 +120,8 @@ static evio_action backend_opened(evio_conn *c, const evio_info *info)
         evio_conn_resume(p->client);
         p->client_paused = false;
     }
+    if (p->client_eof)
+        evio_conn_shutdown_write(c);
     return EVIO_NONE;
 }
 
@@ -159,6 +167,22 @@ static evio_action data(evio_conn *c, const void *in, size_t len)
     return EVIO_NONE;
 }
 
+/* One side finished sending: finish the other side's output the same way. */
+static evio_action eof(evio_conn *c)
+{
+    pair *p = evio_conn_context(c);
+    if (!p)
+        return EVIO_CLOSE;
+    evio_conn *peer = c == p->client ? p->backend : p->client;
+    if (peer)
+        evio_conn_shutdown_write(peer);
+    else if (c == p->client && p->dialing)
+        p->client_eof = true; /* once connected, after the held bytes */
+    else
+        return EVIO_CLOSE; /* the other side is gone */
+    return EVIO_NONE;
+}
+
 /* c's output drained some: let its peer read again once below the mark. */
 static evio_action postwrite(evio_conn *c, size_t written, size_t remaining)
 {
@@ -178,25 +202,30 @@ static evio_action postwrite(evio_conn *c, size_t written, size_t remaining)
     return EVIO_NONE;
 }
 
+/* Close the peer of c: reset it if c was reset, so the cut shows; else
+ * after what is queued for it. */
+static void close_peer(evio_conn *c, evio_conn *peer, uint64_t peer_id, int err)
+{
+    if (!peer || atomic_load(&stopping)) /* shutting down: all close anyway */
+        return;
+    if (err == -ECONNRESET || err == -EPIPE)
+        evio_conn_reset(peer);
+    else
+        evio_close(evio_conn_server(c), peer_id);
+}
+
 static evio_action closed(evio_conn *c, int err)
 {
-    (void)err;
     pair *p = evio_conn_context(c);
     if (!p)
         return EVIO_NONE;
-    /* Close the peer after what is queued for it.  Not while shutting
-     * down: every connection is being closed then anyway. */
-    evio_server *srv = evio_conn_server(c);
-    bool close_peer = !atomic_load(&stopping);
     if (c == p->client) {
         p->client = NULL;
-        if (p->backend && close_peer)
-            evio_close(srv, p->backend_id);
+        close_peer(c, p->backend, p->backend_id, err);
         /* still dialing: its opened() sees the client gone and closes it */
     } else {
         p->backend = NULL;
-        if (p->client && close_peer)
-            evio_close(srv, p->client_id);
+        close_peer(c, p->client, p->client_id, err);
     }
     pair_release(p);
     return EVIO_NONE;
@@ -248,6 +277,7 @@ int main(int argc, char **argv)
         .serving = serving,
         .opened = opened,
         .data = data,
+        .eof = eof,
         .postwrite = postwrite,
         .closed = closed,
         .nloops = loops == 0 ? EVIO_LOOPS_PER_CPU : loops,
