@@ -1138,6 +1138,11 @@ START_TEST(test_deadline_closes_chatty_connection)
             chat_tick(&ch[l]);
         h_sleep_ms(20);
     }
+    /* The clients may see EOF a moment before closed() has run. */
+    bool ok;
+    H_WAIT_FOR(ok, bd_get(bd_by_listener(DL_FIRES)).nclosed == 1 &&
+                       bd_get(bd_by_listener(DL_REPLACED)).nclosed == 1, 2000);
+    (void)ok;
     bd_conn f0 = bd_get(bd_by_listener(DL_FIRES));
     bd_conn f1 = bd_get(bd_by_listener(DL_CANCELLED));
     bd_conn f2 = bd_get(bd_by_listener(DL_REPLACED));
