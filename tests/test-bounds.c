@@ -961,9 +961,12 @@ START_TEST(test_write_timeout_spares_slow_reader)
             if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 break;
             bd_conn f = atomic_load(&bd.opened) ? bd_get(0) : (bd_conn){0};
-            ck_abort_msg("slow reader (%s, write_timeout_ms %d): the server ended the "
-                         "connection after %zu of %zu bytes, %lld ms in (%s; closed(err = %d, "
-                         "%s))", kind_name(kind), T, got, SR_TOTAL,
+            ck_abort_msg("slow reader (%s, write_timeout_ms %d, reading %zu bytes every "
+                         "100 ms): the server ended the connection after %zu of %zu bytes, "
+                         "%lld ms in (%s; closed(err = %d, %s)); the peer kept taking bytes "
+                         "(the kernel's send buffer may hide that progress from evio: the "
+                         "socket reports writable only once a third of it is free)",
+                         kind_name(kind), T, SR_PER_TICK, got, SR_TOTAL,
                          (long long)(h_now_ms() - t0), n == 0 ? "EOF" : strerror(errno),
                          f.err, evio_strerror(f.err));
         }
