@@ -1655,6 +1655,83 @@ START_TEST(test_shutdown_write)
 }
 END_TEST
 
+/* A pass-through translator whose finish() says "<fin>" (like TLS's
+ * close_notify), counting its calls. */
+static atomic_int fin_calls;
+
+static int fin_open(const evio_translator *t, evio_conn *c, void **state)
+{
+    (void)t, (void)c;
+    *state = NULL;
+    return 0;
+}
+
+static int fin_input(void *state, evio_conn *c, const void *wire, size_t len)
+{
+    (void)state;
+    int rc = evio_translator_deliver(c, wire, len);
+    return rc == EVIO_ESHUTDOWN ? 0 : rc;
+}
+
+static int fin_finish(void *state, evio_conn *c)
+{
+    (void)state;
+    atomic_fetch_add(&fin_calls, 1);
+    return evio_translator_send(c, "<fin>", 5);
+}
+
+static void fin_free(void *state) { (void)state; }
+
+static const evio_translator fin_tr = {.open = fin_open, .input = fin_input,
+                                       .output = dlx_output, .finish = fin_finish,
+                                       .free = fin_free};
+
+static const evio_translator *fin_translate(evio_conn *c, const evio_info *info)
+{
+    (void)c, (void)info;
+    return &fin_tr;
+}
+
+/* On a translated connection evio_conn_shutdown_write runs the translator's
+ * finish() first (its last words reach the peer before EOF), and only once:
+ * not again when the peer's EOF then closes the connection. */
+START_TEST(test_shutdown_write_translated_runs_finish_once)
+{
+    bd_reset();
+    atomic_store(&fin_calls, 0);
+    evio_events ev = {.opened = bd_opened, .data = sw_data, .closed = bd_closed,
+                      .eof = sw_eof, .translate = fin_translate};
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    start(&hs, &ev, addrs, 1);
+    int fd = h_connect(&hs, 0);
+    h_send_all(fd, "bye?", 4);
+    char buf[32];
+    ssize_t n = (ssize_t)h_recv_until_eof(fd, buf, sizeof buf);
+    ck_assert_msg(n == 8 && memcmp(buf, "bye<fin>", 8) == 0,
+                  "after evio_conn_shutdown_write on a translated connection the peer got "
+                  "\"%.*s\" before EOF, expected \"bye<fin>\" (finish() first)", (int)n, buf);
+    ck_assert_int_eq(atomic_load(&fin_calls), 1);
+    bd_conn f = bd_get(0);
+    ck_assert_msg(f.rc[0] == 0, "evio_conn_shutdown_write: %d (%s)", f.rc[0],
+                  evio_strerror(f.rc[0]));
+    ck_assert_msg(f.nclosed == 0, "closed (err %d) with only our side finished", f.err);
+    h_send_all(fd, "more", 4);
+    H_WAIT((f = bd_get(0)).in == 8, 5000, "data() after our side finished (got %zu of 8 "
+           "bytes)", f.in);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    wait_closed(1);
+    f = bd_get(0);
+    ck_assert_msg(f.err == 0 && f.neof == 1, "closed(err = %d), eof() %d times", f.err,
+                  f.neof);
+    ck_assert_msg(atomic_load(&fin_calls) == 1, "finish() ran %d times, expected once",
+                  atomic_load(&fin_calls));
+    close(fd);
+    h_server_stop(&hs);
+    h_log_check_sequences(true);
+}
+END_TEST
+
 /* ================================================================ 6. reset */
 
 #define RST_BIG (4 * MIB)
@@ -1814,6 +1891,31 @@ START_TEST(test_bounds_calls_in_closed_say_shutdown)
 }
 END_TEST
 
+/* stats.timeouts counts every close with -ETIMEDOUT: idle ones too. */
+START_TEST(test_stats_timeouts_counts_idle)
+{
+    bd_reset();
+    evio_events ev = {.opened = bd_opened, .data = h_data_echo, .closed = bd_closed,
+                      .idle_timeout_ms = 100};
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    start(&hs, &ev, addrs, 1);
+    int a = h_connect(&hs, 0), b = h_connect(&hs, 0);
+    wait_closed(2);
+    ck_assert_int_eq(bd_get(0).err, -ETIMEDOUT);
+    ck_assert_int_eq(bd_get(1).err, -ETIMEDOUT);
+    evio_stats s = stats_now(&hs);
+    ck_assert_msg(s.timeouts == 2, "stats.timeouts = %llu after two idle timeouts",
+                  (unsigned long long)s.timeouts);
+    ck_assert_int_eq(h_drain(a), 0);
+    ck_assert_int_eq(h_drain(b), 0);
+    close(a);
+    close(b);
+    h_server_stop(&hs);
+    h_log_check_sequences(true);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the case */
 
 TCase *tcase_bounds(void)
@@ -1832,8 +1934,10 @@ TCase *tcase_bounds(void)
     tcase_add_loop_test(tc, test_half_close_default_flushes_and_closes, 0, 3);
     tcase_add_loop_test(tc, test_half_close_reply_later, 0, 4);
     tcase_add_loop_test(tc, test_shutdown_write, 0, 3);
+    tcase_add_test(tc, test_shutdown_write_translated_runs_finish_once);
     tcase_add_test(tc, test_reset_sends_rst);
     tcase_add_test(tc, test_udp_session_refuses_tcp_bounds);
     tcase_add_test(tc, test_bounds_calls_in_closed_say_shutdown);
+    tcase_add_test(tc, test_stats_timeouts_counts_idle);
     return tc;
 }
