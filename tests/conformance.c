@@ -100,6 +100,7 @@ int main(void)
     suite_add_tcase(s, threaded(tcase_loops()));
     suite_add_tcase(s, threaded(tcase_features()));
     suite_add_tcase(s, tcase_translate());
+    suite_add_tcase(s, threaded(tcase_bounds()));
 
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV); /* CK_NORMAL unless CK_VERBOSITY says otherwise */

@@ -258,5 +258,6 @@ TCase *tcase_dial(void);      /* test-dial.c */
 TCase *tcase_loops(void);     /* test-loops.c: many loops and UDP */
 TCase *tcase_features(void);  /* test-features.c: send, idle, limits, drain, stats */
 TCase *tcase_translate(void); /* test-translate.c */
+TCase *tcase_bounds(void);    /* test-bounds.c: high water, write timeout, deadlines, half-close, reset */
 
 #endif /* EVIO_TESTS_HARNESS_H */
