@@ -53,7 +53,7 @@ if [ -z "${EVIO_BENCH_COPY:-}" ]; then
     EVIO_BENCH_SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
     EVIO_BENCH_COPY=$(mktemp -d "${TMPDIR:-/tmp}/run-all-scripts.XXXXXX") || exit 1
     cp "$EVIO_BENCH_SRCDIR/bench/run-all.sh" "$EVIO_BENCH_SRCDIR/bench/echo-bench.sh" \
-       "$EVIO_BENCH_SRCDIR/bench/load-bench.sh" "$EVIO_BENCH_COPY/" || exit 1
+       "$EVIO_BENCH_SRCDIR/bench/load-bench.sh" "$EVIO_BENCH_SRCDIR/bench/lib.sh" "$EVIO_BENCH_COPY/" || exit 1
     export EVIO_BENCH_COPY EVIO_BENCH_SRCDIR
     exec sh "$EVIO_BENCH_COPY/run-all.sh" "$@"
 fi
