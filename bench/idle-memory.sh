@@ -23,7 +23,7 @@ usage: idle-memory.sh [--builddir DIR] [--servers "bench/echo-server-epoll ..."]
 EOF
     exit "${1:-2}"
 }
-BUILDDIR=. SERVERS= CONNS=10000 RUNS=3 DOCS=
+BUILDDIR=. SERVERS='' CONNS=10000 RUNS=3 DOCS=''
 while [ $# -gt 0 ]; do
     case $1 in -h|--help) usage 0 ;; esac
     [ $# -ge 2 ] || usage
@@ -59,7 +59,7 @@ trap 'while read -r p; do kill -KILL "$p" 2>/dev/null; done <"$W/pids"; rm -rf "
 trap 'exit 130' INT TERM HUP
 HAVE_SS=no; command -v ss >/dev/null 2>&1 && HAVE_SS=yes
 NEXT_PORT=$(awk -v s="$$" 'BEGIN { srand(s); print 20000 + int(rand() * 12000) }')
-LOOPS= SERVER_ARGS=
+LOOPS='' SERVER_ARGS=''   # shellcheck disable=SC2034 # (lib.sh's)
 . "$(dirname "$0")/lib.sh"   # new_port, start_server, stop_pid, kv
 
 STATUS=0
@@ -113,11 +113,13 @@ DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 cat "$W/table.md"
 
 if [ -n "$DOCS" ]; then
-    mkdir -p "$DOCS" && { echo "# evio: idle memory"; echo; echo "![idle memory](idle-memory.png)"; cat "$W/table.md"; } >"$DOCS/idle-memory.md" ||
-        { say "cannot write $DOCS"; exit 1; }
+    if ! mkdir -p "$DOCS" || ! { echo "# evio: idle memory"; echo; echo "![idle memory](idle-memory.png)"
+                                 cat "$W/table.md"; } >"$DOCS/idle-memory.md"; then
+        die "cannot write $DOCS"
+    fi
     say "table: $DOCS/idle-memory.md"
     if command -v gnuplot >/dev/null 2>&1; then
-        gnuplot <<EOF 2>"$W/gp.err" && say "chart: $DOCS/idle-memory.png" || { say "gnuplot failed: $(head -n 3 "$W/gp.err")"; STATUS=1; }
+        if gnuplot <<EOF 2>"$W/gp.err"; then say "chart: $DOCS/idle-memory.png"; else say "gnuplot failed: $(head -n 3 "$W/gp.err")"; STATUS=1; fi
 set terminal pngcairo size 1000,560 font 'DejaVu Sans,10'
 set output '$DOCS/idle-memory.png'
 set title "Server RSS growth per idle connection ($CONNS connections, median of $RUNS runs)\n$(uname -sr), $DATE" font ',12'
