@@ -39,7 +39,7 @@ start() {
     port=
     timeout 120 "$@" >"$tmp/out" 2>"$tmp/err" &
     pid=$!
-    for _ in $(seq 100); do
+    for _ in $(seq 200); do   # 10 s
         port=$(sed -n 's/^listening on [a-z]*:.*:\([0-9]*\)$/\1/p' "$tmp/out" | head -n 1)
         [ -n "$port" ] && break
         kill -0 "$pid" 2>/dev/null || break
