@@ -1,4 +1,9 @@
-/* buf.c — the per-connection output queue. */
+/* buf.c — the per-connection output queue.
+ *
+ * A connection holds a queue only while the socket has not taken all of
+ * its output: an idle connection costs no buffer.  Queues of one block come
+ * from a small per-loop cache and go back to it when they drain, so the
+ * write path of a request that fits the socket makes no malloc or free. */
 #include "config.h"
 
 #include <errno.h>
@@ -7,64 +12,119 @@
 
 #include "internal.h"
 
-int evio__buf_append(evio__buf *b, const void *p, size_t n)
+/* The output_buffers and output_bytes counters see a queue only once it
+ * outlives the flush after its event (evio__outq_held): a queue that the
+ * socket takes at once is never counted, and costs the counters nothing. */
+static void count(evio__loop *l, const evio__outq *q, int sign)
+{
+    evio__count(&l->stats.output_buffers, (uint64_t)(int64_t)sign);
+    evio__count(&l->stats.output_bytes, (uint64_t)((int64_t)sign * (int64_t)(sizeof *q + q->cap)));
+}
+
+void evio__outq_held(evio__loop *l, evio__outq *q)
+{
+    if (!q->counted) {
+        q->counted = true;
+        count(l, q, 1);
+    }
+}
+
+static evio__outq *block_new(evio__loop *l)
+{
+    evio__outq *q = l->spare;
+    if (q) {
+        l->spare = q->next;
+        l->nspare--;
+    } else if (!(q = malloc(sizeof *q + EVIO__OUTQ_BLOCK))) {
+        return NULL;
+    }
+    q->head = q->tail = 0;
+    q->cap = EVIO__OUTQ_BLOCK;
+    q->next = NULL;
+    q->counted = false;
+    return q;
+}
+
+static void block_release(evio__loop *l, evio__outq *q)
+{
+    if (q->counted)
+        count(l, q, -1);
+    q->counted = false;
+    if (q->cap == EVIO__OUTQ_BLOCK && l->nspare < EVIO__OUTQ_CACHE) {
+        q->next = l->spare;
+        l->spare = q;
+        l->nspare++;
+    } else {
+        free(q);
+    }
+}
+
+int evio__outq_append_slow(evio__loop *l, evio__outq **qp, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
-    if (b->cap - b->tail < n) {
-        size_t len = evio__buf_len(b);
-        /* Slide the live bytes down first: a queue that drains as fast as it
-         * fills then never grows. */
-        if (b->head > 0 && b->cap - len >= n) {
-            memmove(b->data, b->data + b->head, len);
-        } else {
-            size_t cap = b->cap ? b->cap : 4096;
-            while (cap - len < n) {
-                if (cap > SIZE_MAX / 2)
-                    return -ENOMEM;
-                cap *= 2;
-            }
-            char *d = malloc(cap);
-            if (!d)
-                return -ENOMEM;
-            if (len)
-                memcpy(d, b->data + b->head, len);
-            free(b->data);
-            b->data = d;
-            b->cap = cap;
-        }
-        b->head = 0;
-        b->tail = len;
+    evio__outq *q = *qp;
+    if (!q) {
+        if (!(q = block_new(l)))
+            return -ENOMEM;
+        *qp = q;
     }
-    memcpy(b->data + b->tail, p, n);
-    b->tail += n;
-    if (b->tail - b->head > b->peak)
-        b->peak = b->tail - b->head;
+    if (q->cap - q->tail < n) {
+        size_t len = evio__outq_len(q);
+        if (q->cap - len >= n) { /* slide down: a queue that drains as fast
+                                  * as it fills never grows */
+            memmove(q->data, q->data + q->head, len);
+        } else {
+            size_t cap = q->cap;
+            while (cap - len < n) {
+                if (cap > SIZE_MAX / 4)
+                    return -ENOMEM;
+                cap = cap * 2 + sizeof *q; /* whole blocks with their header */
+            }
+            evio__outq *g = malloc(sizeof *g + cap);
+            if (!g)
+                return -ENOMEM;
+            memcpy(g->data, q->data + q->head, len);
+            g->cap = cap;
+            g->next = NULL;
+            g->counted = false;
+            bool counted = q->counted;
+            block_release(l, q);
+            if (counted)
+                evio__outq_held(l, g);
+            *qp = q = g;
+        }
+        q->head = 0;
+        q->tail = len;
+    }
+    memcpy(q->data + q->tail, p, n);
+    q->tail += n;
     return 0;
 }
 
-/* A drained queue gives a big buffer back once a whole fill-and-drain
- * cycle used little of it: one large response must not pin its memory for
- * the life of the connection, but a relay that fills the same big buffer
- * cycle after cycle keeps it instead of regrowing it every time. */
-#define EVIO__BUF_KEEP (64 * 1024)
-
-void evio__buf_consume(evio__buf *b, size_t n)
+void evio__outq_free_slow(evio__loop *l, evio__outq **qp)
 {
-    b->head += n;
-    if (b->head != b->tail)
+    evio__outq *q = *qp;
+    if (!q)
         return;
-    b->head = b->tail = 0;
-    if (b->cap > EVIO__BUF_KEEP && b->peak < b->cap / 4) {
-        free(b->data);
-        b->data = NULL;
-        b->cap = 0;
-    }
-    b->peak = 0;
+    block_release(l, q);
+    *qp = NULL;
 }
 
-void evio__buf_free(evio__buf *b)
+void evio__outq_consume(evio__loop *l, evio__outq **qp, size_t n)
 {
-    free(b->data);
-    *b = (evio__buf){0};
+    evio__outq *q = *qp;
+    q->head += n;
+    if (q->head == q->tail) /* drained: the queue goes, whatever its size */
+        evio__outq_free(l, qp);
+}
+
+void evio__outq_cache_free(evio__loop *l)
+{
+    while (l->spare) {
+        evio__outq *q = l->spare;
+        l->spare = q->next;
+        free(q);
+    }
+    l->nspare = 0;
 }

@@ -3,7 +3,12 @@
  * Output is queued by evio_write() and flushed once, after the event that
  * wrote it returns: one send() per event at most, and write interest is
  * armed only when the socket would not take everything, so a request that
- * fits pays one read and one write and nothing else. */
+ * fits pays one read and one write and nothing else.
+ *
+ * What a peer can make us hold is bounded here: output past the
+ * high-water mark stops reading (conn_high_water), output that makes no
+ * progress meets the write timeout (idle.c), and a drained queue is given
+ * back at once (buf.c). */
 #include "config.h"
 
 #include <errno.h>
@@ -35,13 +40,22 @@ static void conn_apply(evio_conn *c, evio_action a)
         c->flags |= EVIO__CONN_CLOSING;
         break;
     case EVIO_DETACH: /* a translated stream is no use to the application */
-        c->flags |= c->xl ? EVIO__CONN_CLOSING : EVIO__CONN_DETACHING;
+        c->flags |= (c->flags & EVIO__CONN_TRANSLATED) ? EVIO__CONN_CLOSING : EVIO__CONN_DETACHING;
         break;
     case EVIO_SHUTDOWN:
     case EVIO_DRAIN:
         evio__server_act(c->loop->srv, a);
         break;
     }
+}
+
+evio__conn_rare *evio__conn_rare_get(evio_conn *c)
+{
+    if (!c->rare && (c->rare = calloc(1, sizeof *c->rare))) {
+        c->rare->conn = c;
+        c->rare->dial_timer.slot = SIZE_MAX;
+    }
+    return c->rare;
 }
 
 void evio__conn_unlink(evio_conn *c)
@@ -54,7 +68,7 @@ void evio__conn_unlink(evio_conn *c)
         evio__loop_unwatch(l, c->fd, c->interest);
     evio__idle_disarm(c);
     evio__count(&l->stats.closed, 1);
-    if (c->inbound)
+    if (c->flags & EVIO__CONN_INBOUND)
         atomic_fetch_sub(&l->srv->accepted_open, 1);
     c->interest = 0;
     pthread_mutex_lock(&l->lock);
@@ -81,6 +95,10 @@ void evio__conn_close(evio_conn *c, int err)
         return;
     int fd = c->is_udp ? -1 : c->fd; /* a session's fd is its listener's */
     evio__conn_unlink(c);
+    if (fd >= 0 && (c->flags & EVIO__CONN_RESET)) { /* RST, not FIN */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
     if (fd >= 0)
         close(fd);
     c->fd = -1;
@@ -110,11 +128,11 @@ static void conn_flush(evio_conn *c)
 {
     const evio_events *ev = events_of(c);
     if (ev->prewrite)
-        conn_apply(c, ev->prewrite(c, evio__buf_len(&c->out)));
-    size_t len = evio__buf_len(&c->out);
+        conn_apply(c, ev->prewrite(c, evio__outq_len(c->out)));
+    size_t len = evio__outq_len(c->out);
     if (len == 0)
         return;
-    ssize_t n = send(c->fd, c->out.data + c->out.head, len, MSG_NOSIGNAL);
+    ssize_t n = send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             evio__conn_close(c, -errno);
@@ -122,10 +140,18 @@ static void conn_flush(evio_conn *c)
         }
         n = 0;
     }
-    evio__count(&c->loop->stats.bytes_out, (uint64_t)n);
-    evio__buf_consume(&c->out, (size_t)n);
+    evio__loop *l = c->loop;
+    evio__count(&l->stats.bytes_out, (uint64_t)n);
+    if ((size_t)n == len) {
+        evio__outq_free(l, &c->out);
+    } else { /* progress, or the start of a wait: the write timeout counts from here */
+        evio__outq_consume(l, &c->out, (size_t)n);
+        evio__outq_held(l, c->out);
+        if (n > 0 || !(c->interest & EVIO__WRITE))
+            c->last_output = l->ms;
+    }
     if (ev->postwrite)
-        conn_apply(c, ev->postwrite(c, (size_t)n, evio__buf_len(&c->out)));
+        conn_apply(c, ev->postwrite(c, (size_t)n, evio__outq_len(c->out)));
 }
 
 static void conn_read(evio_conn *c)
@@ -134,25 +160,29 @@ static void conn_read(evio_conn *c)
     ssize_t n = recv(c->fd, l->rbuf, sizeof l->rbuf, 0);
     if (n > 0) {
         evio__count(&l->stats.bytes_in, (uint64_t)n);
-        if (c->idle_ns)
-            c->last_input = l->now;
+        if (c->idle_ms)
+            c->last_input = l->ms;
         const evio_events *ev = events_of(c);
-        if (c->xl) {
-            int err = c->xl->input(c->xstate, c, l->rbuf, (size_t)n);
+        if (c->flags & EVIO__CONN_TRANSLATED) {
+            int err = c->rare->xl->input(c->rare->xstate, c, l->rbuf, (size_t)n);
             if (err)
                 evio__conn_fail(c, err);
         } else if (ev->data) {
             conn_apply(c, ev->data(c, l->rbuf, (size_t)n));
         }
-    } else if (n == 0) {
-        c->flags |= EVIO__CONN_CLOSING; /* the peer is done: flush, then close */
+    } else if (n == 0) { /* the peer is done sending */
+        const evio_events *ev = events_of(c);
+        if (!ev->eof) {
+            c->flags |= EVIO__CONN_CLOSING; /* Go evio's way: flush, then close */
+        } else {
+            c->flags |= EVIO__CONN_RDONE;
+            conn_apply(c, ev->eof(c));
+        }
     } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
         evio__conn_close(c, -errno);
     }
 }
 
-/* Bring the socket in line with the connection's state: flush new output,
- * finish a close or detach, and watch exactly what is needed. */
 /* The states conn_update rarely meets; false when nothing is left to do. */
 static bool conn_update_unusual(evio_conn *c)
 {
@@ -162,14 +192,20 @@ static bool conn_update_unusual(evio_conn *c)
         evio__conn_close(c, c->fail_err);
         return false;
     }
+    if (c->flags & EVIO__CONN_RESET) { /* queued output is dropped */
+        evio__conn_close(c, 0);
+        return false;
+    }
     if (c->flags & EVIO__CONN_UDP) { /* sent as written; only a close is left to do */
         if (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING))
             evio__conn_close(c, 0);
         return false;
     }
-    if (c->xl && (c->flags & EVIO__CONN_CLOSING) && !(c->flags & EVIO__CONN_FINISHED)) {
+    if ((c->flags & EVIO__CONN_TRANSLATED) && (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_WSHUT)) &&
+        !(c->flags & EVIO__CONN_FINISHED)) {
         c->flags |= EVIO__CONN_FINISHED; /* last words before the last flush */
-        int err = c->xl->finish ? c->xl->finish(c->xstate, c) : 0;
+        const evio_translator *xl = c->rare->xl;
+        int err = xl->finish ? xl->finish(c->rare->xstate, c) : 0;
         if (err) {
             evio__conn_close(c, err);
             return false;
@@ -178,28 +214,71 @@ static bool conn_update_unusual(evio_conn *c)
     return true;
 }
 
+/* Our direction is finished once the queue is empty: send FIN, and close
+ * if the peer's direction is finished too.  false when c is gone. */
+static bool conn_finish_write(evio_conn *c)
+{
+    if (!(c->flags & EVIO__CONN_WDONE)) {
+        c->flags |= EVIO__CONN_WDONE;
+        if (shutdown(c->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+            evio__conn_close(c, -errno);
+            return false;
+        }
+    }
+    if (c->flags & EVIO__CONN_RDONE) {
+        evio__conn_close(c, 0);
+        return false;
+    }
+    return true;
+}
+
+/* Stop reading while the queue is past the high-water mark; read again
+ * once it is down to half. */
+static void conn_high_water(evio_conn *c, size_t pending)
+{
+    int mark = c->rare && c->rare->high_water ? c->rare->high_water : c->loop->srv->high_water;
+    if (mark > 0 && pending >= (size_t)mark) {
+        if (!(c->flags & EVIO__CONN_FULL)) {
+            c->flags |= EVIO__CONN_FULL;
+            evio__count(&c->loop->stats.high_water, 1);
+        }
+    } else if (mark <= 0 || pending <= (size_t)mark / 2) {
+        c->flags &= ~EVIO__CONN_FULL;
+    }
+}
+
+/* Bring the socket in line with the connection's state: flush new output,
+ * finish a close or detach, and watch exactly what is needed. */
 void evio__conn_update(evio_conn *c)
 {
-    if ((c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING | EVIO__CONN_FAILED |
-                     EVIO__CONN_UDP | EVIO__CONN_CLOSING)) &&
+    if ((c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING | EVIO__CONN_FAILED | EVIO__CONN_RESET |
+                     EVIO__CONN_UDP | EVIO__CONN_CLOSING | EVIO__CONN_WSHUT)) &&
         !conn_update_unusual(c))
         return;
-    if (evio__buf_len(&c->out) && !(c->interest & EVIO__WRITE)) {
+    if (c->out && !(c->interest & EVIO__WRITE)) {
         conn_flush(c);
         if (c->flags & EVIO__CONN_DEAD)
             return;
     }
-    size_t pending = evio__buf_len(&c->out);
-    if (!pending && (c->flags & EVIO__CONN_DETACHING)) {
-        conn_detach(c);
-        return;
+    size_t pending = evio__outq_len(c->out);
+    if (!pending && (c->flags & (EVIO__CONN_DETACHING | EVIO__CONN_CLOSING | EVIO__CONN_WSHUT))) {
+        if (c->flags & EVIO__CONN_DETACHING) {
+            conn_detach(c);
+            return;
+        }
+        if (c->flags & EVIO__CONN_CLOSING) {
+            evio__conn_close(c, 0);
+            return;
+        }
+        if (!conn_finish_write(c))
+            return;
     }
-    if (!pending && (c->flags & EVIO__CONN_CLOSING)) {
-        evio__conn_close(c, 0);
-        return;
-    }
-    unsigned want =
-        (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING | EVIO__CONN_PAUSED)) ? 0 : EVIO__READ;
+    if (pending || (c->flags & EVIO__CONN_FULL))
+        conn_high_water(c, pending);
+    unsigned want = (c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING | EVIO__CONN_PAUSED |
+                                 EVIO__CONN_FULL | EVIO__CONN_RDONE))
+                        ? 0
+                        : EVIO__READ;
     if (pending)
         want |= EVIO__WRITE;
     if (want != c->interest) {
@@ -208,13 +287,16 @@ void evio__conn_update(evio_conn *c)
             evio__conn_close(c, err);
             return;
         }
-        c->interest = want;
+        bool stalled = (want & EVIO__WRITE) && !(c->interest & EVIO__WRITE);
+        c->interest = (uint8_t)want;
+        if (stalled && evio__conn_write_ms(c) > 0)
+            evio__idle_arm(c); /* the write timeout starts */
     }
 }
 
 void evio__conn_shutdown(evio_conn *c)
 {
-    if (evio__buf_len(&c->out))
+    if (c->out && !(c->flags & EVIO__CONN_RESET))
         conn_flush(c); /* one last non-blocking attempt */
     evio__conn_close(c, 0);
 }
@@ -266,10 +348,11 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
         close(fd);
         return;
     }
-    c->inbound = true; /* counted in accepted_open by evio__accept */
+    c->flags = EVIO__CONN_INBOUND; /* counted in accepted_open by evio__accept */
     int one = 1;
-    c->is_unix = ln->addr.sa.ss_family == AF_UNIX;
-    if (!c->is_unix) /* small replies must not wait for Nagle */
+    if (ln->addr.sa.ss_family == AF_UNIX)
+        c->flags |= EVIO__CONN_UNIX;
+    else /* small replies must not wait for Nagle */
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 #ifdef SO_NOSIGPIPE
     setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
@@ -277,7 +360,6 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
     c->loop = l;
     c->fd = fd;
     c->listener = ln->index;
-    c->dial_timer.slot = SIZE_MAX;
 
     pthread_mutex_lock(&l->lock);
     c->id = evio__loop_next_id(l);
@@ -298,7 +380,8 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
     evio__conn_link(l, c);
     evio__count(&l->stats.accepted, 1);
     if (srv->ev->idle_timeout_ms > 0) {
-        c->idle_ns = (int64_t)srv->ev->idle_timeout_ms * 1000000;
+        c->idle_ms = srv->ev->idle_timeout_ms;
+        c->last_input = l->ms;
         evio__idle_arm(c);
     }
 
@@ -422,7 +505,7 @@ int evio__conn_queue(evio_conn *c, const void *buf, size_t len)
      * follows. */
     if (c != c->loop->current && !(c->flags & EVIO__CONN_DIRTY))
         evio__loop_mark_dirty(c->loop, c);
-    return evio__buf_append(&c->out, buf, len);
+    return evio__outq_append(c->loop, &c->out, buf, len);
 }
 
 /* Close with err as soon as the running event returns: closing inside it
@@ -439,23 +522,29 @@ void evio__conn_fail(evio_conn *c, int err)
 
 void evio__conn_free(evio_conn *c)
 {
-    if (c->xl && c->xl->free && c->xstate)
-        c->xl->free(c->xstate);
-    free(c->errmsg);
-    evio__buf_free(&c->out);
-    free(c);
+    evio__conn_rare *r = c->rare;
+    if (r) {
+        if (r->xl && r->xl->free && r->xstate)
+            r->xl->free(r->xstate);
+        free(r->errmsg);
+        free(r->dial);
+        free(r);
+    }
+    evio__outq_free(c->loop, &c->out);
+    free(c); /* a UDP session's conn is its first member */
 }
 
 int evio_write(evio_conn *c, const void *buf, size_t len)
 {
-    if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_FAILED))
-        return EVIO_ESHUTDOWN;
-    if (!buf && len)
-        return EVIO_EINVAL;
-    if (c->is_udp)
-        return evio__udp_write(c, buf, len);
-    if (c->xl) {
-        int err = c->xl->output(c->xstate, c, buf, len);
+    if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_FAILED | EVIO__CONN_WSHUT | EVIO__CONN_RESET |
+                    EVIO__CONN_UDP | EVIO__CONN_TRANSLATED)) {
+        if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_FAILED | EVIO__CONN_WSHUT | EVIO__CONN_RESET))
+            return EVIO_ESHUTDOWN;
+        if (!buf && len)
+            return EVIO_EINVAL;
+        if (c->is_udp)
+            return evio__udp_write(c, buf, len);
+        int err = c->rare->xl->output(c->rare->xstate, c, buf, len);
         if (err)
             evio__conn_fail(c, err);
         return err;
@@ -484,8 +573,90 @@ int evio_conn_set_idle_timeout(evio_conn *c, int ms)
         return EVIO_EUDP;
     if (ms < 0)
         return EVIO_EINVAL;
-    c->idle_ns = (int64_t)ms * 1000000;
-    evio__idle_arm(c); /* counts from now */
+    c->idle_ms = ms > EVIO__MAX_TIMEOUT_MS ? EVIO__MAX_TIMEOUT_MS : ms;
+    c->last_input = c->loop->ms; /* counts from now */
+    evio__idle_arm(c);
+    return 0;
+}
+
+/* The checks the per-connection settings share. */
+static int conn_settable(const evio_conn *c)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    return c->is_udp ? EVIO_EUDP : 0;
+}
+
+int evio_conn_set_high_water(evio_conn *c, int bytes)
+{
+    int err = conn_settable(c);
+    if (err)
+        return err;
+    if (!bytes && !c->rare)
+        return 0;
+    if (!evio__conn_rare_get(c))
+        return -ENOMEM;
+    c->rare->high_water = bytes;
+    if (!(c->flags & EVIO__CONN_DIRTY) && c != c->loop->current)
+        evio__loop_mark_dirty(c->loop, c); /* may read again at once */
+    return 0;
+}
+
+int evio_conn_set_write_timeout(evio_conn *c, int ms)
+{
+    int err = conn_settable(c);
+    if (err)
+        return err;
+    if (!ms && !c->rare)
+        return 0;
+    if (!evio__conn_rare_get(c))
+        return -ENOMEM;
+    c->rare->write_ms = ms > EVIO__MAX_TIMEOUT_MS ? EVIO__MAX_TIMEOUT_MS : ms;
+    evio__idle_arm(c);
+    return 0;
+}
+
+int evio_conn_set_deadline(evio_conn *c, int ms)
+{
+    int err = conn_settable(c);
+    if (err)
+        return err;
+    if (ms < 0)
+        return EVIO_EINVAL;
+    if (ms == 0) {
+        c->flags &= ~EVIO__CONN_DEADLINE;
+    } else {
+        c->flags |= EVIO__CONN_DEADLINE;
+        c->deadline = c->loop->ms + (evio__ms)(ms > EVIO__MAX_TIMEOUT_MS ? EVIO__MAX_TIMEOUT_MS : ms);
+    }
+    evio__idle_arm(c);
+    return 0;
+}
+
+/* Apply a state change made outside the running event of c soon. */
+static void conn_touch(evio_conn *c)
+{
+    if (c != c->loop->current && !(c->flags & EVIO__CONN_DIRTY))
+        evio__loop_mark_dirty(c->loop, c);
+}
+
+int evio_conn_shutdown_write(evio_conn *c)
+{
+    int err = conn_settable(c);
+    if (err)
+        return err;
+    c->flags |= EVIO__CONN_WSHUT;
+    conn_touch(c);
+    return 0;
+}
+
+int evio_conn_reset(evio_conn *c)
+{
+    int err = conn_settable(c);
+    if (err)
+        return err;
+    c->flags |= EVIO__CONN_RESET;
+    conn_touch(c);
     return 0;
 }
 
@@ -501,7 +672,7 @@ int evio_conn_resume(evio_conn *c)
 
 size_t evio_conn_pending(const evio_conn *c)
 {
-    return evio__buf_len(&c->out);
+    return evio__outq_len(c->out);
 }
 
 uint64_t evio_conn_id(const evio_conn *c)
@@ -533,7 +704,7 @@ int evio_conn_set_keepalive(evio_conn *c, int seconds)
 {
     if (c->flags & EVIO__CONN_DEAD)
         return EVIO_ESHUTDOWN;
-    if (c->is_unix)
+    if (c->flags & EVIO__CONN_UNIX)
         return -ENOTSUP;
     if (seconds < 0)
         return EVIO_EINVAL;

@@ -42,7 +42,9 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
 
     evio_conn *c = calloc(1, sizeof *c);
     evio__addr *dial = malloc(sizeof *dial);
-    if (!c || !dial) {
+    if (!c || !dial || !evio__conn_rare_get(c)) {
+        if (c)
+            free(c->rare);
         free(c);
         free(dial);
         return -ENOMEM;
@@ -55,11 +57,11 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
     c->fd = -1;
     c->listener = -1;
     c->flags = EVIO__CONN_CONNECTING;
-    c->is_unix = a.sa.ss_family == AF_UNIX;
+    if (a.sa.ss_family == AF_UNIX)
+        c->flags |= EVIO__CONN_UNIX;
     c->ctx = ctx;
-    c->dial = dial;
-    c->dial_timer.slot = SIZE_MAX;
-    c->dial_timer.due = timeout_ms ? evio__now_ns() + (int64_t)timeout_ms * 1000000 : 0;
+    c->rare->dial = dial;
+    c->rare->dial_timer.due = timeout_ms ? evio__now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 
     pthread_mutex_lock(&l->lock);
     if (!l->closed) {
@@ -75,6 +77,7 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
     pthread_mutex_unlock(&l->lock);
     if (err) {
         free(dial);
+        free(c->rare);
         free(c);
         return err;
     }
@@ -121,12 +124,12 @@ fail:;
 static void dial_start(evio__loop *l, evio_conn *c)
 {
     evio__conn_link(l, c);
-    if (c->dial_timer.due && evio__heap_push(&l->timers, &c->dial_timer) != 0) {
+    if (c->rare->dial_timer.due && evio__heap_push(&l->timers, &c->rare->dial_timer) != 0) {
         evio__dial_fail(c, -ENOMEM);
         return;
     }
-    if (!c->dial->unresolved) {
-        dial_connect(c, (const struct sockaddr *)&c->dial->sa, c->dial->len);
+    if (!c->rare->dial->unresolved) {
+        dial_connect(c, (const struct sockaddr *)&c->rare->dial->sa, c->rare->dial->len);
         return;
     }
     int err = evio__resolver_submit(l->srv, l, c);
@@ -173,10 +176,11 @@ void evio__dial_process(evio__loop *l)
             if (r->err) {
                 evio__dial_fail(c, r->err);
             } else {
-                c->dial->sa = r->sa;
-                c->dial->len = r->len;
-                evio__addr_set_port(c->dial, c->dial->port);
-                dial_connect(c, (const struct sockaddr *)&c->dial->sa, c->dial->len);
+                evio__addr *d = c->rare->dial;
+                d->sa = r->sa;
+                d->len = r->len;
+                evio__addr_set_port(d, d->port);
+                dial_connect(c, (const struct sockaddr *)&d->sa, d->len);
             }
         }
         free(r);
@@ -185,10 +189,10 @@ void evio__dial_process(evio__loop *l)
 
 static void dial_done(evio_conn *c)
 {
-    evio__heap_remove(&c->loop->timers, &c->dial_timer);
+    evio__heap_remove(&c->loop->timers, &c->rare->dial_timer);
     c->flags &= ~EVIO__CONN_CONNECTING;
-    free(c->dial);
-    c->dial = NULL;
+    free(c->rare->dial);
+    c->rare->dial = NULL;
 }
 
 void evio__dial_fail(evio_conn *c, int err)
@@ -217,7 +221,8 @@ void evio__dial_ready(evio_conn *c)
     dial_done(c);
     const evio_events *ev = c->loop->srv->ev;
     if (ev->idle_timeout_ms > 0) { /* opened() may still change it */
-        c->idle_ns = (int64_t)ev->idle_timeout_ms * 1000000;
+        c->idle_ms = ev->idle_timeout_ms;
+        c->last_input = c->loop->ms;
         evio__idle_arm(c);
     }
     evio_action a = EVIO_NONE;
@@ -251,7 +256,7 @@ void evio__dial_expire(evio__loop *l, int64_t now)
 {
     evio__timer *t;
     while ((t = evio__heap_top(&l->timers)) && t->due <= now) {
-        evio_conn *c = (evio_conn *)((char *)t - offsetof(evio_conn, dial_timer));
+        evio_conn *c = ((evio__conn_rare *)((char *)t - offsetof(evio__conn_rare, dial_timer)))->conn;
         evio__dial_fail(c, -ETIMEDOUT); /* removes t from the heap */
     }
 }

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -39,19 +40,30 @@ static inline void evio__count(evio__counter *c, uint64_t n)
                           memory_order_relaxed);
 }
 
-/* ---------------------------------------------------------------- buffer */
+/* ---------------------------------------------------------------- output */
 
-/* A growable byte queue: bytes live in data[head, tail). */
-typedef struct evio__buf {
-    char *data;
+/* A connection's output queue: bytes live in data[head, tail).  A
+ * connection holds one only while it has bytes the socket did not take;
+ * the common block size comes from and goes back to a small per-loop
+ * cache, so the write path neither allocates nor keeps memory per idle
+ * connection. */
+typedef struct evio__outq {
     size_t head, tail, cap;
-    size_t peak; /* most bytes held since the queue last drained */
-} evio__buf;
+    struct evio__outq *next; /* in the loop's cache */
+    bool counted;            /* in evio_stats.output_* */
+    char data[];
+} evio__outq;
 
-static inline size_t evio__buf_len(const evio__buf *b) { return b->tail - b->head; }
-int evio__buf_append(evio__buf *b, const void *p, size_t n);
-void evio__buf_consume(evio__buf *b, size_t n);
-void evio__buf_free(evio__buf *b);
+#define EVIO__OUTQ_BLOCK (4096 - sizeof(evio__outq)) /* one page with its header */
+#define EVIO__OUTQ_CACHE 64                           /* blocks a loop keeps spare */
+
+typedef struct evio__loop evio__loop;
+static inline size_t evio__outq_len(const evio__outq *q) { return q ? q->tail - q->head : 0; }
+int evio__outq_append_slow(evio__loop *l, evio__outq **q, const void *p, size_t n);
+void evio__outq_consume(evio__loop *l, evio__outq **q, size_t n);
+void evio__outq_free_slow(evio__loop *l, evio__outq **q);
+void evio__outq_held(evio__loop *l, evio__outq *q); /* outlived its flush: count it */
+void evio__outq_cache_free(evio__loop *l);
 
 /* ---------------------------------------------------------------- id map */
 
@@ -103,8 +115,6 @@ void evio__listener_close(evio__listener *l);
 
 /* ---------------------------------------------------------------- loops */
 
-typedef struct evio__loop evio__loop;
-
 enum { EVIO__SLOT_FREE, EVIO__SLOT_LISTENER, EVIO__SLOT_CONN };
 
 /* What the loop knows about one fd.  since is the poll batch in which the
@@ -112,8 +122,8 @@ enum { EVIO__SLOT_FREE, EVIO__SLOT_LISTENER, EVIO__SLOT_CONN };
  * current owner of the fd number and is dropped (the reused-fd problem). */
 typedef struct evio__slot {
     void *ptr;
-    uint64_t since;
-    int kind;
+    uint32_t since; /* the batch's low bits: only "this very batch" matters */
+    uint32_t kind;
 } evio__slot;
 
 enum {
@@ -123,10 +133,26 @@ enum {
     EVIO__CONN_CONNECTING = 8u, /* dialed, not opened yet */
     EVIO__CONN_PAUSED = 16u,    /* evio_conn_pause(): not reading */
     EVIO__CONN_DIRTY = 32u,     /* on the loop's dirty list */
-    EVIO__CONN_FAILED = 64u,    /* close at once with conn->fail_err */
+    EVIO__CONN_FAILED = 64u,    /* close at once with fail_err */
     EVIO__CONN_FINISHED = 128u, /* the translator's finish() ran */
     EVIO__CONN_UDP = 256u,      /* a UDP session (also in is_udp, for other threads) */
+    EVIO__CONN_TRANSLATED = 512u, /* rare->xl is set */
+    EVIO__CONN_FULL = 1024u,      /* output past the high-water mark: not reading */
+    EVIO__CONN_RDONE = 2048u,     /* the peer sent EOF (with an eof callback) */
+    EVIO__CONN_WSHUT = 4096u,     /* shutdown_write asked: FIN after the queue */
+    EVIO__CONN_WDONE = 8192u,     /* FIN sent */
+    EVIO__CONN_RESET = 16384u,    /* evio_conn_reset(): close with RST */
+    EVIO__CONN_DEADLINE = 32768u, /* deadline_ms is set */
+    EVIO__CONN_INBOUND = 65536u,  /* accepted: counts against max_conns */
+    EVIO__CONN_UNIX = 131072u,    /* a unix socket (no TCP options) */
 };
+
+/* Milliseconds on a 32-bit clock that wraps every 49 days: per-connection
+ * times are kept this small (memory per idle connection), and compared
+ * only as differences, which stay valid for timeouts under 24 days. */
+typedef uint32_t evio__ms;
+static inline int32_t evio__ms_diff(evio__ms a, evio__ms b) { return (int32_t)(a - b); }
+#define EVIO__MAX_TIMEOUT_MS (INT32_MAX / 2) /* longer timeouts are clamped */
 
 typedef struct evio__udp_session evio__udp_session;
 
@@ -148,35 +174,49 @@ void evio__heap_remove(evio__heap *h, evio__timer *t);
 static inline evio__timer *evio__heap_top(const evio__heap *h) { return h->len ? h->items[0] : NULL; }
 void evio__heap_free(evio__heap *h);
 
+/* What few connections need: a dial, a translator, an error message,
+ * overrides of the server's settings.  Made on first use, so a plain
+ * connection stays small. */
+typedef struct evio__conn_rare {
+    evio_conn *conn;
+    evio__addr *dial;       /* while connecting: where to */
+    evio__timer dial_timer;
+    const evio_translator *xl; /* with EVIO__CONN_TRANSLATED */
+    void *xstate;
+    char *errmsg; /* evio_translator_set_error() */
+    int high_water;    /* 0: the server's; < 0: off */
+    int write_ms;      /* 0: the server's; < 0: off */
+    bool xdeadline_set;
+    evio__ms xdeadline; /* evio_translator_set_deadline() */
+} evio__conn_rare;
+
+/* One connection.  Kept small: it is most of what an idle connection
+ * costs (see docs/idle-memory.md). */
 struct evio_conn {
     evio__loop *loop;
     uint64_t id;
-    int fd;
-    int listener;
-    unsigned interest; /* what the poller watches: EVIO__READ|EVIO__WRITE */
-    unsigned flags;
-    bool wake_queued;   /* under loop->lock */
-    bool wake_deferred; /* woken before it opened: data(NULL, 0) after opened */
-    bool is_unix;
-    bool is_udp; /* set before the id is published: read by other threads */
-    bool inbound; /* accepted: counts against max_conns */
+    evio__outq *out;        /* NULL while nothing is queued */
     void *ctx;
-    evio__buf out;
     evio_conn *prev, *next; /* the loop's list of live connections */
     evio_conn *qnext;       /* the dial queue, then the dirty list */
-    evio__addr *dial;       /* while connecting: where to */
-    evio__timer dial_timer;
-    /* Idle timeout: input stamps last_input; the wheel looks only when the
-     * slot comes round, so an event costs a store and no timer work. */
-    int64_t idle_ns; /* 0: none */
-    int64_t last_input;
+    /* Timeouts (idle, write, deadlines) share one coarse wheel: input and
+     * output only stamp a time; the wheel looks when the slot comes round. */
     evio_conn *wprev, *wnext;
-    int wslot; /* slot + 1; 0 when not on the wheel */
-    const evio_translator *xl; /* NULL: plain bytes */
-    void *xstate;
-    int fail_err;
-    char *errmsg; /* evio_translator_set_error() */
+    evio__conn_rare *rare;
+    int fd;
+    unsigned flags;
+    int listener;
+    int32_t idle_ms; /* 0: none */
+    int fail_err;    /* with EVIO__CONN_FAILED */
+    evio__ms last_input, last_output, deadline;
+    uint16_t wslot; /* slot + 1; 0 when not on the wheel */
+    uint8_t interest; /* what the poller watches: EVIO__READ|EVIO__WRITE */
+    bool wake_queued;   /* under loop->lock */
+    bool wake_deferred; /* woken before it opened: data(NULL, 0) after opened */
+    bool is_udp; /* set before the id is published: read by other threads */
 };
+
+evio__conn_rare *evio__conn_rare_get(evio_conn *c); /* NULL when out of memory */
 
 /* evio_send()/evio_close() from another thread, queued for the loop. */
 typedef struct evio__sendreq {
@@ -191,6 +231,7 @@ typedef struct evio__sendreq {
 typedef struct evio__loop_stats {
     evio__counter linked, accepted, closed, refused, filtered;
     evio__counter bytes_in, bytes_out, wakes;
+    evio__counter output_buffers, output_bytes, high_water, timeouts;
 } evio__loop_stats;
 
 struct evio__loop {
@@ -230,6 +271,9 @@ struct evio__loop {
     evio__heap timers; /* dial deadlines */
 
     int64_t now; /* monotonic ns, read once per iteration */
+    evio__ms ms; /* the same, in wrapping milliseconds */
+    evio__outq *spare; /* the output block cache */
+    int nspare;
     evio__loop_stats stats;
 
     /* The idle-timeout wheel: slot i holds connections due in the 50 ms
@@ -250,6 +294,37 @@ struct evio__loop {
     char rbuf[EVIO__READ_BUFFER];
 };
 
+/* The output queue's fast paths, inline because every reply takes them:
+ * a block from the cache, filled, sent whole and given back. */
+static inline int evio__outq_append(evio__loop *l, evio__outq **qp, const void *p, size_t n)
+{
+    evio__outq *q = *qp;
+    if (!q && n <= EVIO__OUTQ_BLOCK && (q = l->spare)) {
+        l->spare = q->next;
+        l->nspare--;
+        q->head = q->tail = 0;
+        *qp = q;
+    } else if (!q || q->cap - q->tail < n) {
+        return evio__outq_append_slow(l, qp, p, n);
+    }
+    memcpy(q->data + q->tail, p, n);
+    q->tail += n;
+    return 0;
+}
+
+static inline void evio__outq_free(evio__loop *l, evio__outq **qp)
+{
+    evio__outq *q = *qp;
+    if (q && !q->counted && q->cap == EVIO__OUTQ_BLOCK && l->nspare < EVIO__OUTQ_CACHE) {
+        q->next = l->spare;
+        l->spare = q;
+        l->nspare++;
+        *qp = NULL;
+    } else if (q) {
+        evio__outq_free_slow(l, qp);
+    }
+}
+
 typedef struct evio__resolver evio__resolver;
 
 struct evio_server {
@@ -260,6 +335,8 @@ struct evio_server {
     atomic_int draining;
     _Atomic int64_t drain_deadline;
     int64_t udp_idle_ns;      /* < 0: never */
+    int high_water;           /* bytes; < 0: off */
+    int write_ms;             /* < 0: off */
     pthread_mutex_t resolver_lock;
     evio__resolver *resolver; /* started on the first dial of a name */
     evio__listener *listeners;
@@ -347,10 +424,11 @@ typedef struct evio__handoff {
     socklen_t rlen;
 } evio__handoff;
 
-/* idle timeouts (idle.c) */
-void evio__idle_arm(evio_conn *c);
+/* timeouts: idle, write, deadlines (idle.c) */
+void evio__idle_arm(evio_conn *c); /* after any timeout setting changed */
 void evio__idle_disarm(evio_conn *c);
 int64_t evio__idle_expire(evio__loop *l, int64_t now); /* next due or -1 */
+int evio__conn_write_ms(const evio_conn *c);           /* < 0: none */
 
 /* UDP (udp.c) */
 void evio__udp_read(evio__loop *l, evio__listener *ln);

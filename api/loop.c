@@ -95,6 +95,7 @@ void evio__loop_destroy(evio__loop *l)
     free(l->wakeq_spare);
     free(l->woken);
     evio__udp_free_table(l);
+    evio__outq_cache_free(l);
 }
 
 static int ensure_slot(evio__loop *l, int fd)
@@ -120,7 +121,7 @@ int evio__loop_watch(evio__loop *l, int fd, int kind, void *ptr, unsigned mask)
         err = evio__backend.set(l->poller, fd, 0, mask);
     if (err)
         return err;
-    l->slots[fd] = (evio__slot){.ptr = ptr, .since = l->batch, .kind = kind};
+    l->slots[fd] = (evio__slot){.ptr = ptr, .since = (uint32_t)l->batch, .kind = (uint32_t)kind};
     return 0;
 }
 
@@ -261,6 +262,7 @@ int evio__loop_run(evio__loop *l)
     evio_server *srv = l->srv;
     current_loop = l;
     l->now = evio__now_ns();
+    l->ms = (evio__ms)(l->now / 1000000);
     while (!atomic_load(&srv->shutdown)) {
         int64_t timeout = run_timers(l);
         if (atomic_load(&srv->shutdown) || drained(l))
@@ -272,6 +274,7 @@ int evio__loop_run(evio__loop *l)
         }
         l->batch++;
         l->now = evio__now_ns();
+        l->ms = (evio__ms)(l->now / 1000000);
         for (int i = 0; i < n && !atomic_load(&srv->shutdown); i++) {
             const evio__event *e = &l->fired[i];
             if (e->fd < 0 || e->fd >= l->nslots)
@@ -279,7 +282,7 @@ int evio__loop_run(evio__loop *l)
             const evio__slot *s = &l->slots[e->fd];
             /* Empty: closed by an earlier callback in this batch.  Filled in
              * this batch: the fd number was reused and the event is stale. */
-            if (!s->ptr || s->since >= l->batch)
+            if (!s->ptr || s->since == (uint32_t)l->batch)
                 continue;
             if (s->kind == EVIO__SLOT_LISTENER) {
                 evio__listener *ln = s->ptr;

@@ -132,8 +132,8 @@ int evio__resolver_submit(evio_server *srv, evio__loop *l, evio_conn *c)
         return -ENOMEM;
     j->loop = l;
     j->id = c->id;
-    j->family = c->dial->family;
-    memcpy(j->host, c->dial->host, sizeof j->host);
+    j->family = c->rare->dial->family;
+    memcpy(j->host, c->rare->dial->host, sizeof j->host);
     pthread_mutex_lock(&r->mu);
     if (r->tail)
         r->tail->next = j;

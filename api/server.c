@@ -54,6 +54,10 @@ static void stats_of(const evio__loop *l, evio_stats *s)
         .bytes_in = atomic_load_explicit(&c->bytes_in, memory_order_relaxed),
         .bytes_out = atomic_load_explicit(&c->bytes_out, memory_order_relaxed),
         .wakes = atomic_load_explicit(&c->wakes, memory_order_relaxed),
+        .output_buffers = atomic_load_explicit(&c->output_buffers, memory_order_relaxed),
+        .output_bytes = atomic_load_explicit(&c->output_bytes, memory_order_relaxed),
+        .high_water = atomic_load_explicit(&c->high_water, memory_order_relaxed),
+        .timeouts = atomic_load_explicit(&c->timeouts, memory_order_relaxed),
     };
     s->open = linked > s->closed ? linked - s->closed : 0;
 }
@@ -77,6 +81,10 @@ int evio_server_stats(const evio_server *srv, evio_stats *total, evio_stats *per
         sum.bytes_in += s.bytes_in;
         sum.bytes_out += s.bytes_out;
         sum.wakes += s.wakes;
+        sum.output_buffers += s.output_buffers;
+        sum.output_bytes += s.output_bytes;
+        sum.high_water += s.high_water;
+        sum.timeouts += s.timeouts;
     }
     if (total)
         *total = sum;
@@ -231,6 +239,11 @@ int evio_serve(const evio_events *events, const char *const addrs[], size_t nadd
     srv->udp_idle_ns = events->udp_idle_ms < 0    ? -1
                        : events->udp_idle_ms == 0 ? 60000LL * 1000000
                                                   : (int64_t)events->udp_idle_ms * 1000000;
+    srv->high_water = events->output_high_water == 0 ? EVIO_DEFAULT_HIGH_WATER
+                                                     : events->output_high_water;
+    srv->write_ms = events->write_timeout_ms == 0 ? EVIO_DEFAULT_WRITE_TIMEOUT_MS
+                    : events->write_timeout_ms > EVIO__MAX_TIMEOUT_MS ? EVIO__MAX_TIMEOUT_MS
+                                                                      : events->write_timeout_ms;
     pthread_mutex_init(&srv->resolver_lock, NULL);
     srv->nloops = nloops;
     srv->listeners = calloc(naddrs * (size_t)nloops, sizeof *srv->listeners);

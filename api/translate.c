@@ -16,8 +16,20 @@ bool evio__translate_open(evio_conn *c, const evio_info *info)
     const evio_translator *t = c->loop->srv->ev->translate(c, info);
     if (!t)
         return true;
-    c->xl = t;
-    int err = t->open(t, c, &c->xstate);
+    if (!evio__conn_rare_get(c)) {
+        if (c->listener < 0) {
+            evio__dial_fail(c, -ENOMEM);
+            return false;
+        }
+        int fd = c->fd;
+        evio__conn_unlink(c);
+        c->fd = -1;
+        close(fd);
+        return false;
+    }
+    c->rare->xl = t;
+    c->flags |= EVIO__CONN_TRANSLATED;
+    int err = t->open(t, c, &c->rare->xstate);
     if (err == 0)
         return true;
     if (c->listener < 0) { /* a dial still owes one opened and one closed */
@@ -65,11 +77,27 @@ int evio_translator_close(evio_conn *c)
 
 void evio_translator_set_error(evio_conn *c, const char *msg)
 {
-    free(c->errmsg);
-    c->errmsg = msg ? strndup(msg, 255) : NULL;
+    if (!evio__conn_rare_get(c))
+        return; /* out of memory: the error code alone must do */
+    free(c->rare->errmsg);
+    c->rare->errmsg = msg ? strndup(msg, 255) : NULL;
+}
+
+int evio_translator_set_deadline(evio_conn *c, int ms)
+{
+    if (c->flags & EVIO__CONN_DEAD)
+        return EVIO_ESHUTDOWN;
+    if (ms < 0)
+        return EVIO_EINVAL;
+    if (!evio__conn_rare_get(c))
+        return -ENOMEM;
+    c->rare->xdeadline_set = ms > 0;
+    c->rare->xdeadline = c->loop->ms + (evio__ms)(ms > EVIO__MAX_TIMEOUT_MS ? EVIO__MAX_TIMEOUT_MS : ms);
+    evio__idle_arm(c);
+    return 0;
 }
 
 const char *evio_conn_error(const evio_conn *c)
 {
-    return c->errmsg ? c->errmsg : "";
+    return c->rare && c->rare->errmsg ? c->rare->errmsg : "";
 }

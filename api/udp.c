@@ -137,7 +137,6 @@ static evio__udp_session *session_open(evio__loop *l, evio__listener *ln,
     c->listener = ln->index;
     c->is_udp = true;
     c->flags = EVIO__CONN_UDP;
-    c->dial_timer.slot = SIZE_MAX;
     s->ln = ln;
     s->peer = *ra;
     s->peerlen = rlen;
