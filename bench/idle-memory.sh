@@ -126,13 +126,13 @@ set title "Server RSS growth per idle connection ($CONNS connections, median of 
 set style data histograms; set style histogram clustered gap 1; set style fill solid 0.85 border -1
 set boxwidth 0.9; set grid ytics; set yrange [0:*]; set ylabel 'bytes per connection'
 set xtics rotate by 25 right nomirror; set termoption noenhanced; set key top right; set bmargin 7
+set offsets 0,0,graph 0.15,0
 set datafile missing 'n/a'
-set arrow from graph 0, first 200 to graph 1, first 200 nohead dt 2 lc rgb '#d55e00'
-set label 'target (issue 11): 200 bytes' at graph 0.01, first 200 offset 0,0.6 tc rgb '#d55e00'
 plot '$W/median' using 2:xtic(1) title 'after one 6-byte echo' lc rgb '#0072b2', \
      '' using 3 title 'silent (never wrote)' lc rgb '#e69f00', \
      '' using (\$0 - 1.0/6):2:2 with labels offset 0,0.7 font ',8' notitle, \
-     '' using (\$0 + 1.0/6):3:3 with labels offset 0,0.7 font ',8' notitle
+     '' using (\$0 + 1.0/6):3:3 with labels offset 0,0.7 font ',8' notitle, \
+     200 with lines dt 2 lc rgb '#d55e00' title 'target (issue 11): 200 bytes'
 EOF
     else
         say "gnuplot not found (Debian: apt-get install gnuplot-nox): no chart"
