@@ -10,7 +10,9 @@
 #   http   bench/load-bench.sh --workload http: wrk against
 #          examples/http-server on every backend (reference: epoll);
 #   proxy  bench/echo-bench.sh through examples/proxy on every backend
-#          (reference: epoll) to a plain epoll echo server.
+#          (reference: epoll) to a plain epoll echo server;
+#   idle   bench/idle-memory.sh: server RSS per idle connection (10,000 of
+#          them) for the same echo servers, to DOCS/idle-memory.{md,png}.
 # A workload whose programs are not built is skipped with a "(not built)"
 # line.  Each prints a Markdown table; together, with the machine they ran
 # on and the targets of issue 7, they go to DOCS/bench.md, and gnuplot draws
@@ -31,7 +33,7 @@ usage: run-all.sh [options]
   --backends "A B"     evio backends to compare (default: every one built)
   --docs DIR           where bench.md and the charts go (default: the source
                        tree's docs/); --no-docs: print only
-  --only "echo resp http proxy"   a subset of the workloads
+  --only "echo resp http proxy idle"   a subset of the workloads
   --runs R             repetitions per point, every workload (default 5)
   --duration S         seconds per echo/http/proxy run (default 2)
   --requests N         redis-benchmark requests per run at P=1 (default
@@ -53,7 +55,8 @@ if [ -z "${EVIO_BENCH_COPY:-}" ]; then
     EVIO_BENCH_SRCDIR=$(cd "$(dirname "$0")/.." && pwd)
     EVIO_BENCH_COPY=$(mktemp -d "${TMPDIR:-/tmp}/run-all-scripts.XXXXXX") || exit 1
     cp "$EVIO_BENCH_SRCDIR/bench/run-all.sh" "$EVIO_BENCH_SRCDIR/bench/echo-bench.sh" \
-       "$EVIO_BENCH_SRCDIR/bench/load-bench.sh" "$EVIO_BENCH_COPY/" || exit 1
+       "$EVIO_BENCH_SRCDIR/bench/load-bench.sh" "$EVIO_BENCH_SRCDIR/bench/lib.sh" \
+       "$EVIO_BENCH_SRCDIR/bench/idle-memory.sh" "$EVIO_BENCH_COPY/" || exit 1
     export EVIO_BENCH_COPY EVIO_BENCH_SRCDIR
     exec sh "$EVIO_BENCH_COPY/run-all.sh" "$@"
 fi
@@ -65,7 +68,7 @@ BUILDDIR=.
 BACKENDS=
 DOCS=$SRCDIR/docs
 DO_DOCS=yes
-ONLY="echo resp http proxy"
+ONLY="echo resp http proxy idle"
 RUNS=5
 DURATION=2
 REQS=100000
@@ -267,6 +270,19 @@ if wants proxy; then
         fi
     fi
 fi
+# ---------------------------------------------------------------- idle
+if wants idle; then
+    servers=
+    for b in $BACKENDS; do have "bench/echo-server-$b" && servers="$servers bench/echo-server-$b"; done
+    for p in epoll-echo ev-echo uv-echo event-echo; do have "bench/peers/$p" && servers="$servers bench/peers/$p"; done
+    if ! have bench/idle-client || [ -z "$servers" ]; then
+        notbuilt "idle memory" "bench/idle-client or the echo servers" idle; STATUS=1
+    else
+        docs=; [ $DO_DOCS = yes ] && docs="--docs '$DOCS'"
+        bounded idle sh "$BIN/idle-memory.sh" --builddir "'$BUILDDIR'" --servers "'$servers'" \
+            --runs "$(( RUNS < 3 ? RUNS : 3 ))" $docs
+    fi
+fi
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)
 
 # ---------------------------------------------------------------- targets
@@ -432,6 +448,7 @@ fi
     for wl in echo resp http proxy; do
         [ -s "$SUM" ] && grep -q "^$wl	" "$SUM" && printf '![%s](bench-%s.png)\n\n' "$wl" "$wl"
     done
+    wants idle && printf '![idle memory](idle-memory.png)\n\n'
     cat "$W/targets.md"
     cat <<'EOF'
 
@@ -455,7 +472,7 @@ fi
   kqueue on Linux is emulated over epoll by compat/ (one extra `ioctl` per read), for testing.
 * **redis-server**: Debian's real Redis, started by the script with `--save '' --appendonly no`.
 EOF
-    for wl in echo resp http proxy; do
+    for wl in echo resp http proxy idle; do
         wants $wl || continue
         [ -f "$W/$wl.md" ] && cat "$W/$wl.md"
     done
