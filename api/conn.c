@@ -159,6 +159,12 @@ static bool conn_update_unusual(evio_conn *c)
     if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING))
         return false;
     if (c->flags & EVIO__CONN_FAILED) {
+        /* A failing translator's last words (a TLS alert) get one try, so
+         * the peer learns why instead of seeing an EOF. */
+        size_t len = evio__buf_len(&c->out);
+        ssize_t n = c->xl && len ? send(c->fd, c->out.data + c->out.head, len, MSG_NOSIGNAL) : 0;
+        if (n > 0)
+            evio__count(&c->loop->stats.bytes_out, (uint64_t)n);
         evio__conn_close(c, c->fail_err);
         return false;
     }
