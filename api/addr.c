@@ -27,6 +27,23 @@ static int parse_bool(const char *v, size_t n, bool *out)
     return EVIO_EOPTION;
 }
 
+/* Octal permission bits, at most 0777: "0660", "660". */
+static int parse_mode(const char *v, size_t n, int *out)
+{
+    int m = 0;
+    if (n == 0 || n > 4)
+        return EVIO_EOPTION;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '7')
+            return EVIO_EOPTION;
+        m = m * 8 + (v[i] - '0');
+    }
+    if (m > 0777)
+        return EVIO_EOPTION;
+    *out = m;
+    return 0;
+}
+
 /* "k=v&k=v"; every key must be known. */
 static int parse_options(const char *q, evio__addr *out)
 {
@@ -39,6 +56,9 @@ static int parse_options(const char *q, evio__addr *out)
         size_t klen = (size_t)(eq - q);
         if (klen == 9 && strncmp(q, "reuseport", 9) == 0) {
             if (parse_bool(eq + 1, n - klen - 1, &out->reuseport))
+                return EVIO_EOPTION;
+        } else if (klen == 4 && strncmp(q, "mode", 4) == 0) {
+            if (parse_mode(eq + 1, n - klen - 1, &out->mode))
                 return EVIO_EOPTION;
         } else {
             return EVIO_EOPTION;
@@ -103,6 +123,7 @@ static int resolve_host(const char *host, int family, in_port_t port, evio__addr
         return 0;
     }
     if (!*host) {
+        out->anyhost = true;
         if (family == AF_INET) {
             struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
             sin->sin_family = AF_INET;
@@ -151,7 +172,7 @@ static int parse_unix(const char *path, size_t n, evio__addr *out)
 
 int evio__addr_parse(const char *s, evio__addr *out, bool resolve)
 {
-    *out = (evio__addr){.socktype = SOCK_STREAM};
+    *out = (evio__addr){.socktype = SOCK_STREAM, .mode = -1};
     if (!s || strnlen(s, EVIO__ADDR_MAX + 1) > EVIO__ADDR_MAX)
         return EVIO_EADDR;
 
@@ -187,6 +208,8 @@ int evio__addr_parse(const char *s, evio__addr *out, bool resolve)
     }
     if (is_unix)
         return parse_unix(rest, n, out);
+    if (out->mode >= 0) /* a file's mode: unix sockets only */
+        return EVIO_EOPTION;
 
     /* host:port, [v6]:port or :port */
     char host[256];
@@ -228,6 +251,13 @@ int evio__addr_parse(const char *s, evio__addr *out, bool resolve)
 
 int evio_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t size)
 {
+    return evio__addr_format(sa, len, SOCK_STREAM, buf, size);
+}
+
+int evio__addr_format(const struct sockaddr *sa, socklen_t len, int socktype, char *buf,
+                      size_t size)
+{
+    const char *scheme = socktype == SOCK_DGRAM ? "udp" : "tcp";
     char host[INET6_ADDRSTRLEN];
     if (!sa || len < (socklen_t)sizeof sa->sa_family)
         return EVIO_EINVAL;
@@ -235,12 +265,12 @@ int evio_addr_format(const struct sockaddr *sa, socklen_t len, char *buf, size_t
     case AF_INET: {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
-        return snprintf(buf, size, "tcp://%s:%u", host, ntohs(sin->sin_port));
+        return snprintf(buf, size, "%s://%s:%u", scheme, host, ntohs(sin->sin_port));
     }
     case AF_INET6: {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
-        return snprintf(buf, size, "tcp://[%s]:%u", host, ntohs(sin6->sin6_port));
+        return snprintf(buf, size, "%s://[%s]:%u", scheme, host, ntohs(sin6->sin6_port));
     }
     case AF_UNIX: {
         const struct sockaddr_un *sun = (const struct sockaddr_un *)sa;

@@ -189,6 +189,14 @@ static bool conn_update_unusual(evio_conn *c)
     if (c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CONNECTING))
         return false;
     if (c->flags & EVIO__CONN_FAILED) {
+        /* A failing translator's last words (a TLS alert) get one try, so
+         * the peer learns why instead of seeing an EOF. */
+        size_t len = evio__outq_len(c->out);
+        ssize_t n = (c->flags & EVIO__CONN_TRANSLATED) && len
+                        ? send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL)
+                        : 0;
+        if (n > 0)
+            evio__count(&c->loop->stats.bytes_out, (uint64_t)n);
         evio__conn_close(c, c->fail_err);
         return false;
     }
@@ -439,24 +447,14 @@ static bool accept_paused_by(int err)
     return true;
 }
 
-/* max_conns and accept_filter: close at once what may not open.  What is
- * admitted counts in accepted_open until it closes. */
+/* max_conns and accept_filter (evio__admit): close at once what may not
+ * open. */
 static bool admit(evio__loop *l, int fd, const struct sockaddr_storage *ra, socklen_t rlen)
 {
-    evio_server *srv = l->srv;
-    const evio_events *ev = srv->ev;
-    if (ev->max_conns > 0 && atomic_load(&srv->accepted_open) >= ev->max_conns) {
-        evio__count(&l->stats.refused, 1);
-        close(fd);
-        return false;
-    }
-    if (ev->accept_filter && !ev->accept_filter(ev->udata, (const struct sockaddr *)ra, rlen)) {
-        evio__count(&l->stats.filtered, 1);
-        close(fd);
-        return false;
-    }
-    atomic_fetch_add(&srv->accepted_open, 1);
-    return true;
+    if (evio__admit(l, (const struct sockaddr *)ra, rlen))
+        return true;
+    close(fd);
+    return false;
 }
 
 /* Pass an accepted fd to the loop that will own it; it opens it there. */

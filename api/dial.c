@@ -37,8 +37,8 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
         return err;
     if (a.socktype != SOCK_STREAM)
         return EVIO_EUDP;
-    if (!a.unresolved && a.sa.ss_family != AF_UNIX && a.len == 0)
-        return EVIO_EADDR; /* "tcp://:80": nowhere to dial */
+    if (a.anyhost)
+        return EVIO_EADDR; /* "tcp://:80": every address to serve, nowhere to dial */
 
     evio_conn *c = calloc(1, sizeof *c);
     evio__addr *dial = malloc(sizeof *dial);
@@ -73,6 +73,9 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
     if (!err) {
         c->qnext = l->dialq;
         l->dialq = c;
+        /* Counts on its loop from now, as a handoff does, so that
+         * least-connections sees dials the loop has not started yet. */
+        atomic_fetch_add(&l->load, 1);
     }
     pthread_mutex_unlock(&l->lock);
     if (err) {
@@ -123,6 +126,7 @@ fail:;
 /* Start one dial taken off the queue. */
 static void dial_start(evio__loop *l, evio_conn *c)
 {
+    atomic_fetch_sub(&l->load, 1); /* conn_link counts it again */
     evio__conn_link(l, c);
     if (c->rare->dial_timer.due && evio__heap_push(&l->timers, &c->rare->dial_timer) != 0) {
         evio__dial_fail(c, -ENOMEM);
@@ -273,6 +277,7 @@ void evio__dial_close_all(evio__loop *l)
         evio_conn *c = q;
         q = c->qnext;
         c->qnext = NULL;
+        atomic_fetch_sub(&l->load, 1); /* conn_link counts it again */
         evio__conn_link(l, c);
         evio__dial_fail(c, EVIO_ESHUTDOWN);
     }

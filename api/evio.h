@@ -56,7 +56,8 @@ enum {
 EVIO_EXPORT const char *evio_strerror(int err);
 
 /* The name of the backend this library was built with: "epoll", "kqueue",
- * "libev" or "libuv".  Any thread. */
+ * "libev" or "libuv".  Any thread.  (libuv keeps two process-wide fds open,
+ * its signal pipe, from the first evio_serve until the process exits.) */
 EVIO_EXPORT const char *evio_backend_name(void);
 
 /* ---------------------------------------------------------------- types */
@@ -75,7 +76,8 @@ typedef enum evio_balance {
 typedef enum evio_action {
     EVIO_NONE = 0,  /* carry on */
     EVIO_CLOSE,     /* flush pending output, then close; closed() fires */
-    EVIO_DETACH,    /* flush pending output, then hand the fd over; detached() fires */
+    EVIO_DETACH,    /* flush pending output, then hand the fd over; detached() fires
+                     * (with no detached callback: closed(c, 0), like EVIO_CLOSE) */
     EVIO_SHUTDOWN,  /* close every connection and listener, return from serve */
     EVIO_DRAIN      /* stop accepting, let connections finish, then return
                      * from serve (see evio_server_drain; the deadline is
@@ -172,7 +174,9 @@ typedef struct evio_events {
     /* After EVIO_DETACH: pending output has been written and the fd was
      * removed from the poller and put back in blocking mode.  The fd is now
      * yours to use and close; closed() will not fire.  The return value is
-     * ignored unless it is EVIO_SHUTDOWN. */
+     * ignored unless it is EVIO_SHUTDOWN.  When this is NULL, EVIO_DETACH
+     * closes the connection instead (closed() fires with 0): there is
+     * nobody to hand the fd to. */
     evio_action (*detached)(evio_conn *c, int fd);
 
     /* Bytes arrived.  in points into the loop's read buffer and is valid
@@ -206,7 +210,9 @@ typedef struct evio_events {
     /* Which translator a new connection (accepted or dialed) gets, if any:
      * return NULL for plain bytes.  The "should" of Go evio's Translate,
      * choosing also what to translate with, e.g. TLS on listener 1 only.
-     * Called before opened(); info is as opened() will see it. */
+     * Called before opened(); info is as opened() will see it.  Not called
+     * for UDP sessions: translators work on a byte stream, and datagrams
+     * are not one. */
     const evio_translator *(*translate)(evio_conn *c, const evio_info *info);
 
     /* Options; zero means the default. */
@@ -239,15 +245,24 @@ typedef struct evio_events {
      * timeout and the timeout plus one resolution step. */
     int idle_timeout_ms;
 
-    /* The most accepted connections open at once; 0: no limit.  A
-     * connection accepted beyond it is closed at once, before opened(),
-     * and counted in evio_stats.refused.  Dialed connections do not count. */
+    /* The most accepted connections and UDP sessions open at once, over
+     * all loops; 0: no limit.  A connection accepted beyond it is closed at
+     * once, before opened() (a UDP peer's datagram is dropped), and counted
+     * in evio_stats.refused.  The check is exact with several loops
+     * accepting at once: a slot is reserved before accept_filter runs.
+     * Dialed connections do not count. */
     int max_conns;
 
-    /* Called for every accepted connection before opened(), on the loop
-     * that accepts it (loop 0 unless ?reuseport): return nonzero to accept,
-     * 0 to close it at once (counted in evio_stats.filtered).  The address
-     * is valid during the call only. */
+    /* Called for every accepted connection, and for the first datagram of a
+     * UDP peer without a session, before opened(), on the loop that
+     * accepts it (loop 0 unless ?reuseport; for UDP the loop reading the
+     * socket): return nonzero to accept, 0 to close it at once (a UDP
+     * peer's datagram is dropped, and its next one asks again); counted in
+     * evio_stats.filtered.  The address is valid during the call only, and
+     * is the peer's as the kernel gives it: on a dual-stack listener
+     * ("tcp://:PORT", "udp://:PORT") IPv4 peers arrive as IPv4-mapped IPv6
+     * addresses (AF_INET6, ::ffff:127.0.0.1), so test for those too (see
+     * IN6_IS_ADDR_V4MAPPED), or listen on tcp4:// for AF_INET. */
     int (*accept_filter)(void *udata, const struct sockaddr *remote, socklen_t len);
 
     /* How long EVIO_DRAIN lets connections finish before it closes them;
@@ -299,12 +314,19 @@ typedef struct evio_events {
  * UDP: every remote address is a session, shown to the application as a
  * connection: opened() fires on its first datagram, data() once per
  * datagram, and every evio_write() is sent at once as one datagram (a
- * datagram the socket cannot take is dropped, as UDP may).  A session ends
- * with EVIO_CLOSE, at shutdown or after udp_idle_ms of silence.  prewrite,
- * postwrite, wake, dial and detach do not apply to UDP sessions.  An empty host ("tcp://:5000", ":5000") means every local
- * address; port 0 lets the kernel choose.  Options follow as a query:
- * "?reuseport=true" sets SO_REUSEPORT.  A stale unix socket file left by an
- * earlier run is replaced; the file is removed again on shutdown.
+ * datagram the socket cannot take is dropped, as UDP may).  A new peer is
+ * admitted as an accepted connection is: max_conns and accept_filter
+ * apply, and it counts in evio_stats.accepted.  A session ends with
+ * EVIO_CLOSE, at shutdown, when a drain begins, or after udp_idle_ms of
+ * silence.  prewrite, postwrite, wake, dial, detach and translate do not
+ * apply to UDP sessions.  An empty host ("tcp://:5000", ":5000") means
+ * every local address; port 0 lets the kernel choose.  Options follow as
+ * a query: "?reuseport=true" sets SO_REUSEPORT; "?mode=0660" (unix only,
+ * octal, at most 0777) sets the socket file's permissions before it
+ * accepts anyone, instead of the umask's.  A unix socket file nobody
+ * listens on (left by an earlier run) is replaced; one a live server
+ * listens on is not, and evio_serve returns -EADDRINUSE.  At exit a server
+ * removes the file it created, and not one that replaced it.
  *
  * events and addrs are borrowed until evio_serve returns.  Blocks the
  * calling thread, which becomes the loop thread.  Returns 0 after a
@@ -333,12 +355,16 @@ EVIO_EXPORT const struct sockaddr *evio_server_addr(const evio_server *srv, size
 EVIO_EXPORT int evio_wake(evio_server *srv, uint64_t id);
 
 /* Drain the server: close the listeners (unix socket files are removed),
- * let open connections finish on their own, and return from evio_serve
- * once none is left.  Each loop stops as soon as it has nothing open, so
- * with several loops tick (on loop 0) may stop before the drain ends.  Connections still open after timeout_ms (0: 30000)
- * are closed (closed() fires with -ETIMEDOUT).  EVIO_SHUTDOWN during a
- * drain still closes everything at once.  Any thread, also a signal
- * handler.  Returns 0. */
+ * end UDP sessions (closed() with 0: they have nothing to finish), let
+ * open connections finish on their own, and return from evio_serve once
+ * none is left.  Each loop stops as soon as it has nothing open, so with
+ * several loops tick (on loop 0) may stop before the drain ends.
+ * Connections still open after timeout_ms (0: 30000) are closed (closed()
+ * fires with -ETIMEDOUT).  EVIO_SHUTDOWN during a drain still closes
+ * everything at once.  Any thread, also a signal handler.  Returns 0 at
+ * once, asynchronously: each loop closes its listeners on its next
+ * iteration, so a client connecting right after the call may still be
+ * accepted (and is then served like the others, within the deadline). */
 EVIO_EXPORT int evio_server_drain(evio_server *srv, int timeout_ms);
 
 /* Counters, cheap to read from any thread at any time.  Each is exact for
@@ -346,10 +372,13 @@ EVIO_EXPORT int evio_server_drain(evio_server *srv, int timeout_ms);
  * loops. */
 typedef struct evio_stats {
     uint64_t open;     /* connections open now (accepted, dialed, UDP) */
-    uint64_t accepted; /* accepted since serve began (UDP sessions included) */
+    uint64_t accepted; /* admitted since serve began, UDP sessions included;
+                        * refused and filtered ones are not in it */
     uint64_t closed;   /* closed or detached since serve began */
-    uint64_t refused;  /* accepted and closed at once: over max_conns */
-    uint64_t filtered; /* accepted and closed at once: accept_filter said no */
+    uint64_t refused;  /* taken from the kernel but closed before opened(),
+                        * over max_conns (UDP: datagrams dropped) */
+    uint64_t filtered; /* taken from the kernel but closed before opened(),
+                        * accept_filter said no (UDP: datagrams dropped) */
     uint64_t bytes_in;  /* read from sockets */
     uint64_t bytes_out; /* written to sockets */
     uint64_t wakes;     /* data(c, NULL, 0) events fired by evio_wake */
@@ -522,11 +551,22 @@ EVIO_EXPORT const char *evio_conn_error(const evio_conn *c);
 /* ---------------------------------------------------------------- addresses */
 
 /* Format sa as an address string evio_serve accepts: "tcp://1.2.3.4:80",
- * "tcp://[::1]:80" or "unix:///path".  Writes at most size bytes including
- * the terminating NUL.  Returns the length of the full string (as snprintf
- * does) or a negative code for an unsupported family.  Any thread. */
+ * "tcp://[::1]:80" or "unix:///path".  A sockaddr does not say whether it
+ * is TCP or UDP, so IP addresses always get tcp://; for a listener use
+ * evio_server_addr_format(), which knows.  Writes at most size bytes
+ * including the terminating NUL.  Returns the length of the full string
+ * (as snprintf does) or a negative code for an unsupported family.  Any
+ * thread. */
 EVIO_EXPORT int evio_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
                                  size_t size);
+
+/* Format the i-th address srv listens on, as bound (port 0 resolved), with
+ * its own scheme: "udp://127.0.0.1:5000" for a UDP listener, tcp:// or
+ * unix:// otherwise (options such as ?reuseport are not repeated).  Returns
+ * as evio_addr_format(), or EVIO_EINVAL if i is out of range.  Any thread,
+ * while the server is valid. */
+EVIO_EXPORT int evio_server_addr_format(const evio_server *srv, size_t i, char *buf,
+                                        size_t size);
 
 #ifdef __cplusplus
 }

@@ -58,6 +58,14 @@ enum {
     EVIO_TLS_NO_VERIFY = 1u,
 };
 
+/* The defaults of evio_tls_server() and evio_tls_client() follow Mozilla's
+ * "intermediate" guidance: TLS 1.2 and 1.3 only, and on TLS 1.2 only
+ * forward-secret AEAD suites (ECDHE or DHE with AES-GCM or ChaCha20-Poly1305;
+ * no RSA key exchange, CBC or SHA-1).  A client offering nothing acceptable
+ * gets an alert (protocol_version or handshake_failure) before the close.
+ * Change them with evio_tls_set_ciphers(), or bring your own SSL_CTX
+ * (evio_tls_server_ctx), which is used as it is. */
+
 /* A server-side TLS translator using the PEM certificate (chain) in
  * cert_file and the private key in key_file; TLS 1.2 and newer.  Fills
  * *out.  On failure returns EVIO_ETRANSLATE (or EVIO_EINVAL for a NULL
@@ -106,6 +114,19 @@ EVIO_EXPORT int evio_tls_client_ctx(SSL_CTX *ctx, const char *server_name,
  * translator made by this library. */
 #define EVIO_TLS_DEFAULT_HANDSHAKE_MS 10000
 EVIO_EXPORT int evio_tls_set_handshake_timeout(evio_translator *t, int ms);
+
+/* Choose what translator t (from any evio_tls_* call above) accepts:
+ * min_version (e.g. TLS1_3_VERSION; 0 keeps it), ciphers, the OpenSSL
+ * cipher list for TLS 1.2 and older (SSL_CTX_set_cipher_list; NULL keeps
+ * it), and ciphersuites, TLS 1.3's list (SSL_CTX_set_ciphersuites; NULL
+ * keeps it).  It changes t's SSL_CTX, which for the *_ctx variants is the
+ * caller's too.  Call it before any server uses t.  Returns 0,
+ * EVIO_EINVAL if t is not a TLS translator, or EVIO_ETRANSLATE with
+ * OpenSSL's reason in err (as evio_tls_server) when a value is refused,
+ * in which case nothing is changed. */
+EVIO_EXPORT int evio_tls_set_ciphers(evio_translator *t, int min_version,
+                                     const char *ciphers, const char *ciphersuites,
+                                     char *err, size_t errlen);
 
 /* Release what an evio_tls_* call made for *t, once no server uses it any
  * more (after evio_serve returned).  *t is zeroed; a zeroed translator may

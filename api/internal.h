@@ -18,6 +18,7 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "backend.h"
 #include "evio.h"
@@ -87,6 +88,8 @@ typedef struct evio__addr {
     int socktype;  /* SOCK_STREAM */
     bool reuseport;
     bool dualstack; /* tcp:// with no host: [::] with IPV6_V6ONLY off */
+    bool anyhost;   /* the host was empty: every local address (serve only) */
+    int mode;       /* unix: ?mode= permissions of the socket file; -1: umask */
     /* A host name left for the resolver (parse without resolve): */
     bool unresolved;
     int family; /* AF_UNSPEC, AF_INET or AF_INET6, from the scheme */
@@ -98,6 +101,9 @@ typedef struct evio__addr {
  * otherwise leave them in host with unresolved set. */
 int evio__addr_parse(const char *s, evio__addr *out, bool resolve);
 void evio__addr_set_port(evio__addr *a, in_port_t port);
+/* evio_addr_format with the scheme of socktype (udp:// for SOCK_DGRAM). */
+int evio__addr_format(const struct sockaddr *sa, socklen_t len, int socktype, char *buf,
+                      size_t size);
 
 /* ---------------------------------------------------------------- listeners */
 
@@ -108,6 +114,9 @@ typedef struct evio__listener {
     bool per_loop;   /* one copy per loop (?reuseport): accept locally */
     evio__addr addr; /* as bound: port 0 resolved */
     bool active;     /* registered for READ with the poller */
+    bool made_file;  /* unix: we created the socket file, identified by: */
+    dev_t file_dev;
+    ino_t file_ino;
 } evio__listener;
 
 int evio__listener_open(evio__listener *l, const evio__addr *a, int index);
@@ -400,6 +409,10 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
 
 /* server-wide (server.c) */
 void evio__server_act(evio_server *srv, evio_action a);
+/* Admit a new peer (accepted, or a UDP peer without a session): max_conns
+ * and accept_filter in one atomic step.  true: it holds a slot in
+ * accepted_open until it closes; false: counted as refused or filtered. */
+bool evio__admit(evio__loop *l, const struct sockaddr *ra, socklen_t rlen);
 
 /* Around every public call other threads make on a server: evio_serve
  * frees the server only once no such call is still inside it. */
@@ -437,5 +450,7 @@ int evio__udp_write(evio_conn *c, const void *buf, size_t len);
 void evio__udp_forget(evio_conn *c);
 int64_t evio__udp_expire(evio__loop *l, int64_t now); /* next deadline or -1 */
 void evio__udp_free_table(evio__loop *l);
+/* Draining: a session has nothing to finish, so it ends with its socket. */
+void evio__udp_close_sessions(evio__loop *l, const evio__listener *ln);
 
 #endif /* EVIO_INTERNAL_H */

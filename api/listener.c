@@ -42,13 +42,40 @@ fail:;
 }
 
 /* A socket file left by an earlier run would make bind fail with
- * EADDRINUSE; replace it, but never a file that is not a socket. */
-static void remove_stale_socket(const evio__addr *a)
+ * EADDRINUSE.  Only a file nobody listens on is stale (connect refused):
+ * a live server's file is never taken over, nor a file that is not a
+ * socket. */
+static int remove_stale_socket(const evio__addr *a)
 {
     const struct sockaddr_un *sun = (const struct sockaddr_un *)&a->sa;
     struct stat st;
-    if (lstat(sun->sun_path, &st) == 0 && S_ISSOCK(st.st_mode))
-        unlink(sun->sun_path);
+    if (lstat(sun->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return 0; /* nothing there, or bind will say what is wrong */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int rc = connect(fd, (const struct sockaddr *)&a->sa, a->len) == 0 ? 0 : errno;
+    close(fd);
+    if (rc != ECONNREFUSED)
+        return -EADDRINUSE; /* accepted, or a full backlog (EAGAIN): live */
+    unlink(sun->sun_path);
+    return 0;
+}
+
+/* Unix: set ?mode= before listen(), so no client connects while the file
+ * still has the umask's mode, and remember which file is ours. */
+static int unix_file_setup(evio__listener *l, const evio__addr *a)
+{
+    const char *path = ((const struct sockaddr_un *)&a->sa)->sun_path;
+    struct stat st;
+    if (a->mode >= 0 && chmod(path, (mode_t)a->mode) < 0)
+        return -errno;
+    if (lstat(path, &st) < 0)
+        return -errno;
+    l->made_file = true;
+    l->file_dev = st.st_dev;
+    l->file_ino = st.st_ino;
+    return 0;
 }
 
 int evio__listener_open(evio__listener *l, const evio__addr *a, int index)
@@ -57,10 +84,20 @@ int evio__listener_open(evio__listener *l, const evio__addr *a, int index)
     int fd = listener_socket(a);
     if (fd < 0)
         return fd;
-    if (a->sa.ss_family == AF_UNIX)
-        remove_stale_socket(a);
-    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0 ||
-        (a->socktype == SOCK_STREAM && listen(fd, SOMAXCONN) < 0))
+    int err = a->sa.ss_family == AF_UNIX ? remove_stale_socket(a) : 0;
+    if (err) {
+        close(fd);
+        return err;
+    }
+    if (bind(fd, (const struct sockaddr *)&a->sa, a->len) < 0)
+        goto fail;
+    if (a->sa.ss_family == AF_UNIX && (err = unix_file_setup(l, a)) != 0) {
+        close(fd);
+        unlink(((const struct sockaddr_un *)&a->sa)->sun_path);
+        l->made_file = false;
+        return err;
+    }
+    if (a->socktype == SOCK_STREAM && listen(fd, SOMAXCONN) < 0)
         goto fail;
     if (a->sa.ss_family != AF_UNIX) {
         l->addr.len = sizeof l->addr.sa;
@@ -69,9 +106,12 @@ int evio__listener_open(evio__listener *l, const evio__addr *a, int index)
     }
     l->fd = fd;
     return 0;
-fail:;
-    int err = -errno;
+fail:
+    err = -errno;
     close(fd);
+    if (l->made_file)
+        unlink(((const struct sockaddr_un *)&a->sa)->sun_path);
+    l->made_file = false;
     return err;
 }
 
@@ -81,6 +121,11 @@ void evio__listener_close(evio__listener *l)
         return;
     close(l->fd);
     l->fd = -1;
-    if (l->addr.sa.ss_family == AF_UNIX)
-        unlink(((struct sockaddr_un *)&l->addr.sa)->sun_path);
+    /* Only the file we made: another server may own the path by now. */
+    const char *path = ((struct sockaddr_un *)&l->addr.sa)->sun_path;
+    struct stat st;
+    if (l->made_file && lstat(path, &st) == 0 && st.st_dev == l->file_dev &&
+        st.st_ino == l->file_ino)
+        unlink(path);
+    l->made_file = false;
 }

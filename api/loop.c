@@ -189,6 +189,8 @@ static void drain_step(evio__loop *l, int64_t now)
             evio__listener *ln = &srv->listeners[i];
             if (ln->loop != l->index || ln->fd < 0)
                 continue;
+            if (ln->addr.socktype == SOCK_DGRAM)
+                evio__udp_close_sessions(l, ln);
             evio__loop_unwatch(l, ln->fd, ln->active ? EVIO__READ : 0);
             ln->active = false;
             evio__listener_close(ln);

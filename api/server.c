@@ -91,6 +91,26 @@ int evio_server_stats(const evio_server *srv, evio_stats *total, evio_stats *per
     return srv->nloops;
 }
 
+bool evio__admit(evio__loop *l, const struct sockaddr *ra, socklen_t rlen)
+{
+    evio_server *srv = l->srv;
+    const evio_events *ev = srv->ev;
+    /* Reserve first: loops admitting at once each take a slot or see the
+     * limit, never both pass a check made before either counted. */
+    int before = atomic_fetch_add(&srv->accepted_open, 1);
+    if (ev->max_conns > 0 && before >= ev->max_conns) {
+        atomic_fetch_sub(&srv->accepted_open, 1);
+        evio__count(&l->stats.refused, 1);
+        return false;
+    }
+    if (ev->accept_filter && !ev->accept_filter(ev->udata, ra, rlen)) {
+        atomic_fetch_sub(&srv->accepted_open, 1);
+        evio__count(&l->stats.filtered, 1);
+        return false;
+    }
+    return true;
+}
+
 evio__loop *evio__server_pick_loop(evio_server *srv)
 {
     int n = srv->nloops;
@@ -335,4 +355,13 @@ const struct sockaddr *evio_server_addr(const evio_server *srv, size_t i, sockle
     if (len)
         *len = ln->addr.len;
     return (const struct sockaddr *)&ln->addr.sa;
+}
+
+int evio_server_addr_format(const evio_server *srv, size_t i, char *buf, size_t size)
+{
+    const evio__listener *ln = srv ? first_listener(srv, i) : NULL;
+    if (!ln)
+        return EVIO_EINVAL;
+    return evio__addr_format((const struct sockaddr *)&ln->addr.sa, ln->addr.len,
+                             ln->addr.socktype, buf, size);
 }

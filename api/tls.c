@@ -423,11 +423,23 @@ static int make_translator(SSL_CTX *ctx, const char *name, bool client, evio_tra
     return 0;
 }
 
-/* What every context of ours has: TLS 1.2 and newer, no renegotiation, and
- * idle connections that do not hold 34 KiB of buffers each. */
+/* TLS 1.2 suites of Mozilla's "intermediate" configuration: forward secret
+ * (ECDHE, DHE) and AEAD only; no RSA key exchange, no CBC, no SHA-1 MACs.
+ * TLS 1.3's own suites are all of that kind and stay as OpenSSL has them. */
+#define TLS12_CIPHERS                                                          \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"               \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"               \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"               \
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+
+/* What every context of ours has: TLS 1.2 and newer with the suites above,
+ * no renegotiation, and idle connections that do not hold 34 KiB of
+ * buffers each. */
 static void ctx_defaults(SSL_CTX *ctx)
 {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_cipher_list(ctx, TLS12_CIPHERS);
+    SSL_CTX_set_dh_auto(ctx, 1); /* DHE needs parameters: OpenSSL's, by key size */
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 }
@@ -533,6 +545,43 @@ int evio_tls_set_handshake_timeout(evio_translator *t, int ms)
         return EVIO_EINVAL;
     tls_cfg *cfg = t->udata;
     cfg->handshake_ms = ms == 0 ? EVIO_TLS_DEFAULT_HANDSHAKE_MS : ms;
+    return 0;
+}
+
+/* Apply the choices to ctx; false (with OpenSSL's reason queued) at the
+ * first that is refused. */
+static bool set_ciphers(SSL_CTX *ctx, int min_version, const char *ciphers,
+                        const char *ciphersuites, char *err, size_t errlen)
+{
+    if (min_version && SSL_CTX_set_min_proto_version(ctx, min_version) != 1)
+        return set_err(err, errlen, "minimum version 0x%x", (unsigned)min_version), false;
+    if (ciphers && SSL_CTX_set_cipher_list(ctx, ciphers) != 1)
+        return set_err(err, errlen, "cipher list \"%s\"", ciphers), false;
+    if (ciphersuites && SSL_CTX_set_ciphersuites(ctx, ciphersuites) != 1)
+        return set_err(err, errlen, "TLS 1.3 cipher suites \"%s\"", ciphersuites), false;
+    return true;
+}
+
+int evio_tls_set_ciphers(evio_translator *t, int min_version, const char *ciphers,
+                         const char *ciphersuites, char *err, size_t errlen)
+{
+    if (!t || t->open != tls_open || !t->udata || min_version < 0) {
+        set_err(err, errlen, "evio_tls_set_ciphers: not a TLS translator");
+        return EVIO_EINVAL;
+    }
+    /* Tried on a scratch context first: a refused list would otherwise
+     * leave t's half set (OpenSSL empties it before it fails). */
+    ERR_clear_error();
+    SSL_CTX *scratch = SSL_CTX_new(TLS_method());
+    if (!scratch) {
+        set_err(err, errlen, "SSL_CTX_new failed");
+        return EVIO_ETRANSLATE;
+    }
+    bool ok = set_ciphers(scratch, min_version, ciphers, ciphersuites, err, errlen);
+    SSL_CTX_free(scratch);
+    if (!ok || !set_ciphers(((tls_cfg *)t->udata)->ctx, min_version, ciphers, ciphersuites,
+                            err, errlen))
+        return EVIO_ETRANSLATE;
     return 0;
 }
 

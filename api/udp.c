@@ -128,15 +128,19 @@ static evio__udp_session *session_open(evio__loop *l, evio__listener *ln,
 {
     if ((l->udp_len + 1) > l->udp_cap && table_grow(l) != 0)
         return NULL;
+    if (!evio__admit(l, (const struct sockaddr *)ra, rlen))
+        return NULL; /* refused or filtered: the datagram is dropped */
     evio__udp_session *s = calloc(1, sizeof *s);
-    if (!s)
+    if (!s) {
+        atomic_fetch_sub(&l->srv->accepted_open, 1);
         return NULL;
+    }
     evio_conn *c = &s->conn;
     c->loop = l;
     c->fd = ln->fd;
     c->listener = ln->index;
     c->is_udp = true;
-    c->flags = EVIO__CONN_UDP;
+    c->flags = EVIO__CONN_UDP | EVIO__CONN_INBOUND; /* holds a slot of max_conns, like an accepted one */
     s->ln = ln;
     s->peer = *ra;
     s->peerlen = rlen;
@@ -146,6 +150,7 @@ static evio__udp_session *session_open(evio__loop *l, evio__listener *ln,
     int err = evio__idmap_put(&l->ids, c->id, c);
     pthread_mutex_unlock(&l->lock);
     if (err) {
+        atomic_fetch_sub(&l->srv->accepted_open, 1);
         free(s);
         return NULL;
     }
@@ -193,7 +198,7 @@ void evio__udp_read(evio__loop *l, evio__listener *ln)
         if (!s) {
             s = session_open(l, ln, &ra, rlen, hash);
             if (!s)
-                continue; /* out of memory: drop the datagram */
+                continue; /* refused, or out of memory: drop the datagram */
             if (ev->opened) {
                 evio_info info = {
                     .listener = ln->index,
@@ -235,6 +240,15 @@ int64_t evio__udp_expire(evio__loop *l, int64_t now)
     while (l->udp_oldest && l->udp_oldest->last + idle <= now)
         evio__conn_close(&l->udp_oldest->conn, -ETIMEDOUT);
     return l->udp_oldest ? l->udp_oldest->last + idle : -1;
+}
+
+void evio__udp_close_sessions(evio__loop *l, const evio__listener *ln)
+{
+    for (evio__udp_session *s = l->udp_oldest, *next; s; s = next) {
+        next = s->newer; /* closed() cannot close another session at once */
+        if (s->ln == ln)
+            evio__conn_close(&s->conn, 0);
+    }
 }
 
 void evio__udp_free_table(evio__loop *l)

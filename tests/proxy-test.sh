@@ -189,8 +189,13 @@ if start_proxy p4 --backend "127.0.0.1:$rport"; then
 fi
 
 # ---- nothing left open at the backend
+# Every proxy has exited by now, so the kernel has closed all their sockets
+# and each backend thread is bound to finish; but a thread may still be in
+# a sink's sleep or slowly reading, and on a loaded machine that took longer
+# than the 5 s this used to wait (126 opened, 116 closed).  Wait for the
+# condition, up to 60 s, instead of for an idle machine.
 opens=0 closes=0
-for _ in $(seq 50); do
+for _ in $(seq 600); do
     opens=$(grep -c '^open$' "$work/backend.log")
     closes=$(grep -c '^close$' "$work/backend.log")
     [ "$opens" = "$closes" ] && break

@@ -284,6 +284,17 @@ START_TEST(test_dial_refused_at_once)
                       bad[i].addr, rc, evio_strerror(rc), bad[i].want,
                       evio_strerror(bad[i].want));
     }
+    /* An empty host names every local address when serving; for a dial it
+     * names nothing, even with a live listener on that port. */
+    static const char *const empty_host[] = {"tcp://:%d", "tcp4://:%d", "tcp6://:%d", ":%d"};
+    for (size_t i = 0; i < sizeof empty_host / sizeof empty_host[0]; i++) {
+        char addr[64];
+        snprintf(addr, sizeof addr, empty_host[i], h_server_port(&hs, 0));
+        uint64_t id = 12345;
+        int rc = evio_dial(srv, addr, 1000, NULL, &id);
+        ck_assert_msg(rc == EVIO_EADDR, "evio_dial(\"%s\") = %d (%s), expected EVIO_EADDR",
+                      addr, rc, evio_strerror(rc));
+    }
     h_sleep_ms(50);
     ck_assert_uint_eq(h_log_count(H_OPENED), 0);
     h_server_stop(&hs);

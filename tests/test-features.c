@@ -1907,6 +1907,238 @@ START_TEST(test_stats_match_traffic)
 }
 END_TEST
 
+/* ================================================================ admission everywhere (issue 12) */
+
+static atomic_int ad_filter_calls;
+
+static int ad_deny_all(void *udata, const struct sockaddr *sa, socklen_t len)
+{
+    (void)udata, (void)sa, (void)len;
+    atomic_fetch_add(&ad_filter_calls, 1);
+    return 0;
+}
+
+/* UDP peers are admitted like TCP clients: a filter that refuses everyone
+ * is called for a new UDP peer and no session opens (counted in filtered);
+ * with max_conns = 1 only one of three peers gets a session.  _i: 0: the
+ * filter; 1: the limit. */
+START_TEST(test_udp_admission_filter_and_limit)
+{
+    reg_reset();
+    atomic_store(&ad_filter_calls, 0);
+    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed};
+    if (_i == 0)
+        ev.accept_filter = ad_deny_all;
+    else
+        ev.max_conns = 1;
+    const char *addrs[] = {"udp://127.0.0.1:0"};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+
+    int u[3];
+    for (int i = 0; i < 3; i++) {
+        u[i] = udp_client(&hs, 0);
+        h_send_all(u[i], "hi", 2);
+    }
+    bool ok;
+    H_WAIT_FOR(ok, stats_now(&hs).filtered + stats_now(&hs).refused >= (_i == 0 ? 3 : 2),
+               2000);
+    evio_stats s = stats_now(&hs);
+    ck_assert_msg(ok, "UDP peers were not admitted through the filter/limit: filter called "
+                  "%d times, %d sessions opened, stats accepted %llu filtered %llu refused "
+                  "%llu", atomic_load(&ad_filter_calls), atomic_load(&reg.opened),
+                  (unsigned long long)s.accepted, (unsigned long long)s.filtered,
+                  (unsigned long long)s.refused);
+    h_sleep_ms(50);
+    s = stats_now(&hs);
+    int want = _i == 0 ? 0 : 1;
+    ck_assert_msg(atomic_load(&reg.opened) == want && s.accepted == (uint64_t)want &&
+                      s.open == (uint64_t)want,
+                  "%d sessions opened (accepted %llu, open %llu), expected %d",
+                  atomic_load(&reg.opened), (unsigned long long)s.accepted,
+                  (unsigned long long)s.open, want);
+    if (_i == 0)
+        ck_assert_int_ge(atomic_load(&ad_filter_calls), 3);
+    for (int i = 0; i < 3; i++)
+        close(u[i]);
+    h_server_stop(&hs);
+    h_log_check_sequences(true);
+}
+END_TEST
+
+static int ad_slow_filter(void *udata, const struct sockaddr *sa, socklen_t len)
+{
+    (void)udata, (void)sa, (void)len;
+    atomic_fetch_add(&ad_filter_calls, 1);
+    h_sleep_ms(30); /* widens the window in which loops admit at once */
+    return 1;
+}
+
+/* max_conns = 1 holds with four loops accepting at once (?reuseport): the
+ * admission is one atomic step, so exactly one of eight clients opens. */
+START_TEST(test_max_conns_atomic_across_loops)
+{
+    reg_reset();
+    atomic_store(&ad_filter_calls, 0);
+    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+                      .max_conns = 1, .nloops = 4, .accept_filter = ad_slow_filter};
+    const char *addrs[] = {"tcp://127.0.0.1:0?reuseport=true"};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    enum { N = 8 };
+    int fds[N];
+    for (int i = 0; i < N; i++)
+        fds[i] = h_connect(&hs, 0);
+    H_WAIT(stats_now(&hs).accepted + stats_now(&hs).refused >= N, 5000,
+           "all %d clients to be admitted or refused", N);
+    h_sleep_ms(50);
+    evio_stats s = stats_now(&hs);
+    ck_assert_msg(s.accepted == 1 && s.refused == N - 1 && atomic_load(&reg.opened) == 1,
+                  "max_conns = 1 with 4 loops: %d opened, accepted %llu, refused %llu",
+                  atomic_load(&reg.opened), (unsigned long long)s.accepted,
+                  (unsigned long long)s.refused);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    wait_closed(1);
+    h_server_stop(&hs);
+    h_log_check_sequences(true);
+}
+END_TEST
+
+static atomic_int lc_per_loop[4];
+
+static evio_action lc_opened(evio_conn *c, const evio_info *info)
+{
+    int k = evio_conn_loop(c);
+    if (k >= 0 && k < 4)
+        atomic_fetch_add(&lc_per_loop[k], 1);
+    return reg_opened(c, info);
+}
+
+/* Least connections counts a dial on its loop as soon as evio_dial picks
+ * the loop: eight quick dials from one thread spread 2/2/2/2 over four
+ * loops. */
+START_TEST(test_least_connections_counts_dials_in_flight)
+{
+    reg_reset();
+    for (int i = 0; i < 4; i++)
+        atomic_store(&lc_per_loop[i], 0);
+    evio_events ev = {.opened = lc_opened, .data = h_data_echo, .closed = reg_closed,
+                      .nloops = 4, .balance = EVIO_LEAST_CONNECTIONS};
+    const char *addrs[] = {"tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    int port, lfd = test_listener(&port);
+    char dial_addr[64];
+    snprintf(dial_addr, sizeof dial_addr, "tcp://127.0.0.1:%d", port);
+    int peers[8];
+    for (int i = 0; i < 8; i++) {
+        uint64_t id;
+        rc = evio_dial(srv_of(&hs), dial_addr, 2000 * h_slow, NULL, &id);
+        ck_assert_msg(rc == 0, "evio_dial: %d (%s)", rc, evio_strerror(rc));
+    }
+    for (int i = 0; i < 8; i++)
+        peers[i] = accept_within(lfd, 2000);
+    wait_opened(8);
+    ck_assert_msg(atomic_load(&lc_per_loop[0]) == 2 && atomic_load(&lc_per_loop[1]) == 2 &&
+                      atomic_load(&lc_per_loop[2]) == 2 && atomic_load(&lc_per_loop[3]) == 2,
+                  "8 dials spread %d/%d/%d/%d over 4 loops, expected 2/2/2/2",
+                  atomic_load(&lc_per_loop[0]), atomic_load(&lc_per_loop[1]),
+                  atomic_load(&lc_per_loop[2]), atomic_load(&lc_per_loop[3]));
+    for (int i = 0; i < 8; i++)
+        close(peers[i]);
+    close(lfd);
+    wait_closed(8);
+    h_server_stop(&hs);
+    h_log_check_sequences(true);
+}
+END_TEST
+
+/* A drain ends UDP sessions at once (closed() with 0): they have nothing
+ * to finish, and their socket is closed.  evio_send to one then says
+ * EVIO_ENOTFOUND instead of dropping the datagram silently. */
+START_TEST(test_drain_ends_udp_sessions)
+{
+    reg_reset();
+    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed};
+    const char *addrs[] = {"udp://127.0.0.1:0", "tcp://127.0.0.1:0"};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 2);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    int t = h_connect(&hs, 1); /* keeps the drain going */
+    wait_opened(1);
+    int u = udp_client(&hs, 0);
+    char b[8];
+    h_send_all(u, "hi", 2);
+    ck_assert_msg(recv(u, b, sizeof b, 0) == 2, "udp echo: %s", strerror(errno));
+    wait_opened(2);
+    uint64_t uid = reg_get(1).id;
+    ck_assert_int_eq(evio_server_drain(srv_of(&hs), 10000), 0);
+    H_WAIT(reg_get(1).nclosed == 1, 1000, "the UDP session to close when the drain began");
+    ck_assert_msg(reg_get(1).err == 0, "UDP session closed(err = %d)", reg_get(1).err);
+    ck_assert_int_eq(evio_send(srv_of(&hs), uid, "x", 1), EVIO_ENOTFOUND);
+    echo_check(t, "tcp goes on while draining");
+    close(t);
+    H_WAIT(atomic_load(&hs.returned), 3000, "evio_serve to return once drained");
+    h_server_join(&hs);
+    close(u);
+    h_log_check_sequences(true);
+}
+END_TEST
+
+/* The README's local_only filter, as printed there: on a dual-stack
+ * listener ("tcp://:PORT") IPv4 peers arrive as ::ffff:a.b.c.d. */
+static int local_only(void *udata, const struct sockaddr *sa, socklen_t len)
+{
+    (void)udata, (void)len;
+    static const unsigned char mapped_lo[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff,
+                                                127, 0, 0, 1};
+    if (sa->sa_family == AF_UNIX)
+        return 1;
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || memcmp(a, mapped_lo, 16) == 0;
+    }
+    return 0;
+}
+
+START_TEST(test_readme_local_only_filter_on_dual_stack)
+{
+    reg_reset();
+    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+                      .accept_filter = local_only};
+    const char *addrs[] = {"tcp://:0"};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    int port = h_server_port(&hs, 0);
+    struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = h_connect_addr((struct sockaddr *)&lo, sizeof lo);
+    wait_opened(1);
+    echo_check(fd, "127.0.0.1 on a dual-stack listener");
+    close(fd);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert(fd >= 0);
+    h_set_timeouts(fd, H_IO_TIMEOUT_MS);
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000002)};
+    ck_assert_msg(bind(fd, (struct sockaddr *)&me, sizeof me) == 0, "bind: %s", strerror(errno));
+    rc = h_try_connect(fd, (struct sockaddr *)&lo, sizeof lo);
+    ck_assert_msg(rc == 0, "connect from 127.0.0.2: %s", strerror(-rc));
+    expect_closed_at_once(fd, "a client from 127.0.0.2");
+    close(fd);
+    wait_closed(1);
+    ck_assert_int_eq(stats_now(&hs).filtered, 1);
+    h_server_stop(&hs);
+    h_log_check_sequences(true);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the case */
 
 TCase *tcase_features(void)
@@ -1928,5 +2160,10 @@ TCase *tcase_features(void)
     tcase_add_test(tc, test_drain_idle_server_and_shutdown_during_drain);
     tcase_add_test(tc, test_drain_from_signal_handler);
     tcase_add_loop_test(tc, test_stats_match_traffic, 0, 2);
+    tcase_add_loop_test(tc, test_udp_admission_filter_and_limit, 0, 2);
+    tcase_add_test(tc, test_max_conns_atomic_across_loops);
+    tcase_add_test(tc, test_least_connections_counts_dials_in_flight);
+    tcase_add_test(tc, test_drain_ends_udp_sessions);
+    tcase_add_test(tc, test_readme_local_only_filter_on_dual_stack);
     return tc;
 }

@@ -555,6 +555,114 @@ START_TEST(test_empty_host_means_any_address)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- issue 12 */
+
+/* A listener's address formats with its own scheme: a UDP listener's
+ * string binds UDP again, not TCP. */
+START_TEST(test_server_addr_format_keeps_scheme)
+{
+    char path[108], uaddr[128];
+    h_unix_path(path, sizeof path, "fmt");
+    snprintf(uaddr, sizeof uaddr, "unix://%s", path);
+    evio_events ev = {.data = h_data_echo};
+    const char *addrs[] = {"udp://127.0.0.1:0", "tcp://127.0.0.1:0", uaddr};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 3);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    evio_server *srv = atomic_load(&hs.srv);
+    char buf[160], want[160];
+    snprintf(want, sizeof want, "udp://127.0.0.1:%d", h_server_port(&hs, 0));
+    rc = evio_server_addr_format(srv, 0, buf, sizeof buf);
+    ck_assert_msg(rc == (int)strlen(want) && strcmp(buf, want) == 0,
+                  "UDP listener formats as \"%s\" (%d), expected \"%s\"", buf, rc, want);
+    snprintf(want, sizeof want, "tcp://127.0.0.1:%d", h_server_port(&hs, 1));
+    rc = evio_server_addr_format(srv, 1, buf, sizeof buf);
+    ck_assert_msg(strcmp(buf, want) == 0, "TCP listener: \"%s\", expected \"%s\"", buf, want);
+    rc = evio_server_addr_format(srv, 2, buf, sizeof buf);
+    ck_assert_msg(strcmp(buf, uaddr) == 0, "unix listener: \"%s\", expected \"%s\"", buf, uaddr);
+    ck_assert_int_eq(evio_server_addr_format(srv, 3, buf, sizeof buf), EVIO_EINVAL);
+    h_server_stop(&hs);
+}
+END_TEST
+
+static void unix_echo(h_server *hs)
+{
+    int fd = h_connect(hs, 0);
+    char buf[3];
+    h_send_all(fd, "abc", 3);
+    h_recv_exact(fd, buf, 3);
+    ck_assert_mem_eq(buf, "abc", 3);
+    close(fd);
+}
+
+/* A second server on a live unix socket's path gets -EADDRINUSE and leaves
+ * the first alone; a server removes at exit only the file it created. */
+START_TEST(test_unix_live_socket_not_taken_over)
+{
+    char path[108], uaddr[128];
+    h_unix_path(path, sizeof path, "live");
+    snprintf(uaddr, sizeof uaddr, "unix://%s", path);
+    evio_events ev = {.opened = h_opened_log, .data = h_data_echo, .closed = h_closed_log};
+    const char *addrs[] = {uaddr};
+    h_server a = {0}, b = {0};
+    int rc = h_server_start(&a, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    rc = h_server_start(&b, &ev, addrs, 1);
+    if (rc == 0)
+        h_server_stop(&b);
+    ck_assert_msg(rc == -EADDRINUSE, "a second server on a live socket's path: %d (%s), "
+                  "expected -EADDRINUSE", rc, evio_strerror(rc));
+    if (b.started)
+        pthread_join(b.thread, NULL);
+    ck_assert_msg(h_path_exists(path), "the live socket's file was removed");
+    unix_echo(&a);
+
+    /* The file is replaced under a running server (by hand): that server
+     * must not remove the new owner's file when it exits. */
+    ck_assert(unlink(path) == 0);
+    h_server c = {0};
+    rc = h_server_start(&c, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve on a freed path: %d (%s)", rc, evio_strerror(rc));
+    h_server_stop(&a);
+    ck_assert_msg(h_path_exists(path), "the first server removed the second one's file");
+    unix_echo(&c);
+    h_server_stop(&c);
+    ck_assert_msg(!h_path_exists(path), "%s not removed by the server that made it", path);
+}
+END_TEST
+
+/* ?mode=0660 sets the socket file's permissions, whatever the umask. */
+START_TEST(test_unix_mode_option)
+{
+    char path[108], uaddr[140];
+    h_unix_path(path, sizeof path, "mode");
+    snprintf(uaddr, sizeof uaddr, "unix://%s?mode=0660", path);
+    evio_events ev = {.data = h_data_echo};
+    const char *addrs[] = {uaddr};
+    h_server hs = {0};
+    int rc = h_server_start(&hs, &ev, addrs, 1);
+    ck_assert_msg(rc == 0, "evio_serve(\"%s\"): %d (%s)", uaddr, rc, evio_strerror(rc));
+    struct stat st;
+    ck_assert(lstat(path, &st) == 0);
+    ck_assert_msg((st.st_mode & 07777) == 0660, "mode %o, expected 0660",
+                  (unsigned)(st.st_mode & 07777));
+    h_server_stop(&hs);
+    static const char *const bad[] = {"unix:///tmp/x?mode=999", "unix:///tmp/x?mode=",
+                                      "unix:///tmp/x?mode=01777", "tcp://127.0.0.1:0?mode=0600"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *one[] = {bad[i]};
+        h_server x = {0};
+        rc = h_server_start(&x, &ev, one, 1);
+        if (rc == 0)
+            h_server_stop(&x);
+        else if (x.started)
+            pthread_join(x.thread, NULL);
+        ck_assert_msg(rc == EVIO_EOPTION, "evio_serve(\"%s\") = %d (%s), expected EVIO_EOPTION",
+                      bad[i], rc, evio_strerror(rc));
+    }
+}
+END_TEST
+
 TCase *tcase_serve(void)
 {
     TCase *tc = h_tcase("serve", 20);
@@ -569,5 +677,8 @@ TCase *tcase_serve(void)
     tcase_add_test(tc, test_shutdown_action_from_serving);
     tcase_add_test(tc, test_shutdown_called_in_a_callback);
     tcase_add_test(tc, test_empty_host_means_any_address);
+    tcase_add_test(tc, test_server_addr_format_keeps_scheme);
+    tcase_add_test(tc, test_unix_live_socket_not_taken_over);
+    tcase_add_test(tc, test_unix_mode_option);
     return tc;
 }

@@ -375,14 +375,21 @@ END_TEST
  * and written to /tmp; the paths are removed by cert_remove(). */
 static char cert_path[128], key_path[128];
 
+static void cert_make_with(EVP_PKEY *pkey);
+
 static void cert_make(void)
+{
+    cert_make_with(EVP_EC_gen("P-256"));
+}
+
+/* With the given key (freed here), e.g. RSA for the RSA cipher suites. */
+static void cert_make_with(EVP_PKEY *pkey)
 {
     static atomic_int n;
     int k = atomic_fetch_add(&n, 1);
     snprintf(cert_path, sizeof cert_path, "/tmp/evio-t%d-%d-cert.pem", (int)getpid(), k);
     snprintf(key_path, sizeof key_path, "/tmp/evio-t%d-%d-key.pem", (int)getpid(), k);
-    EVP_PKEY *pkey = EVP_EC_gen("P-256");
-    ck_assert_msg(pkey != NULL, "EVP_EC_gen failed");
+    ck_assert_msg(pkey != NULL, "key generation failed");
     X509 *x = X509_new();
     ck_assert(x != NULL);
     X509_set_version(x, 2);
@@ -925,6 +932,91 @@ START_TEST(test_translated_wake_and_pause)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- TLS policy (issue 12)
+ * Checked with the openssl command-line client, as a user would: a refused
+ * protocol or cipher gets an alert (not an EOF), and TLS 1.2 offers only
+ * forward-secret AEAD suites unless the application chooses otherwise. */
+
+/* Run openssl s_client against port with args; its output goes to out. */
+static void s_client(int port, const char *args, char *out, size_t size)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "timeout %d openssl s_client -connect 127.0.0.1:%d %s </dev/null 2>&1",
+             10 * h_slow, port, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_msg(p != NULL, "popen: %s", strerror(errno));
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    pclose(p);
+}
+
+static void expect_alert(int port, const char *args, const char *alert)
+{
+    char out[16384];
+    s_client(port, args, out, sizeof out);
+    ck_assert_msg(strstr(out, "unexpected eof") == NULL && strstr(out, alert) != NULL,
+                  "openssl s_client %s: expected \"%s\", got:\n%s", args, alert, out);
+}
+
+static void expect_cipher(int port, const char *args, const char *cipher)
+{
+    char out[16384], want[128];
+    s_client(port, args, out, sizeof out);
+    snprintf(want, sizeof want, "Cipher is %s", cipher);
+    ck_assert_msg(strstr(out, want) != NULL, "openssl s_client %s: expected \"%s\", got:\n%s",
+                  args, want, out);
+}
+
+/* _i: 0: the defaults; 1: evio_tls_set_ciphers() lets a CBC suite back in. */
+START_TEST(test_tls_policy_with_s_client)
+{
+    if (system("openssl version >/dev/null 2>&1") != 0) {
+        printf("%s: SKIPPED, no openssl command (apt-get install openssl)\n", tcase_name());
+        return;
+    }
+    tx_reset();
+    cert_make_with(EVP_RSA_gen(2048));
+    evio_translator t;
+    tls_server(&t);
+    if (_i == 1) {
+        char err[256] = "";
+        int rc = evio_tls_set_ciphers(&t, TLS1_2_VERSION, "ECDHE-RSA-AES128-SHA", NULL, err,
+                                      sizeof err);
+        ck_assert_msg(rc == 0, "evio_tls_set_ciphers: %d: %s", rc, err);
+        ck_assert_int_eq(evio_tls_set_ciphers(&t, 0, "NO-SUCH-CIPHER", NULL, err, sizeof err),
+                         EVIO_ETRANSLATE);
+        ck_assert_msg(strstr(err, "NO-SUCH-CIPHER") != NULL, "err: %s", err);
+    }
+    tx.xl[0] = &t;
+    h_server hs = {0};
+    tx_start(&hs, NULL);
+    int port = h_server_port(&hs, 0);
+
+    expect_alert(port, "-tls1", "alert protocol version");
+    expect_alert(port, "-tls1_1", "alert protocol version");
+    expect_alert(port, "-tls1_2 -cipher AES128-SHA", "alert handshake failure");
+    expect_alert(port, "-tls1_2 -cipher AES128-GCM-SHA256", "alert handshake failure");
+    if (_i == 0) {
+        expect_alert(port, "-tls1_2 -cipher ECDHE-RSA-AES128-SHA", "alert handshake failure");
+        expect_alert(port, "-tls1_2 -cipher ECDHE-RSA-AES256-SHA384", "alert handshake failure");
+        expect_cipher(port, "-tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256",
+                      "ECDHE-RSA-AES128-GCM-SHA256");
+        expect_cipher(port, "-tls1_2 -cipher ECDHE-RSA-CHACHA20-POLY1305",
+                      "ECDHE-RSA-CHACHA20-POLY1305");
+        expect_cipher(port, "-tls1_3", "TLS_AES_256_GCM_SHA384");
+    } else {
+        expect_cipher(port, "-tls1_2 -cipher ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES128-SHA");
+        expect_alert(port, "-tls1_2 -cipher ECDHE-RSA-AES128-GCM-SHA256",
+                     "alert handshake failure");
+    }
+    H_WAIT(atomic_load(&tx.closed) == (_i == 0 ? 9 : 6), 5000, "every s_client's closed()");
+    h_server_stop(&hs);
+    evio_tls_free(&t);
+    cert_remove();
+}
+END_TEST
+
 START_TEST(test_tls_server_config_errors)
 {
     evio_translator t;
@@ -985,6 +1077,7 @@ TCase *tcase_translate(void)
     tcase_add_test(tc, test_tls_dialed_untrusted_certificate_fails);
     tcase_add_test(tc, test_translated_wake_and_pause);
     tcase_add_test(tc, test_tls_server_config_errors);
+    tcase_add_loop_test(tc, test_tls_policy_with_s_client, 0, 2);
 #else
     tcase_add_test(tc, test_tls_not_built);
 #endif
