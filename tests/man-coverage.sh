@@ -46,6 +46,6 @@ while read -r name h; do
     fi
 done <"$tmp.funcs"
 [ $nf -gt 0 ] || { echo "man-coverage: no EVIO_EXPORT function found"; exit 1; }
-[ $status = 0 ] && echo "man-coverage: $nf functions, $nf documented, 0 missing" ||
+[ $status = 0 ] && echo "man-coverage: $nf public functions: $nf passed, 0 failed" ||
     echo "man-coverage: FAILED"
 exit $status
