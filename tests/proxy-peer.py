@@ -25,6 +25,7 @@ import os
 import random
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -118,6 +119,16 @@ def serve_conn(c, logpath):
             c.sendall(pattern(int(args[1]), int(args[0])))
             c.shutdown(socket.SHUT_WR)
             recv_all(c)  # nothing more is sent: a clean FIN, no reset
+        elif mode == "late":
+            # Answer only after the client's end-of-file, and later still.
+            data = rest + recv_all(c)
+            time.sleep(0.2)
+            c.sendall(b"late reply to %d bytes\n" % len(data))
+        elif mode == "reset":
+            # Send a partial reply, then abort the connection (RST).
+            c.sendall(b"partial")
+            time.sleep(0.2)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         elif mode == "watch":
             recv_all(c)
             log(logpath, "eof " + args[0])
@@ -362,7 +373,41 @@ def case_busy_shutdown(port, pid):
         fail("not every client was closed")
 
 
+def case_half_close(port, rounds="20"):
+    """The client shuts down its write side: the backend's later reply still
+    reaches it, then end-of-file."""
+    for i in range(int(rounds)):
+        s = connect(port)
+        s.sendall(b"late\nq")
+        s.shutdown(socket.SHUT_WR)
+        got = recv_all(s)
+        s.close()
+        if got != b"late reply to 1 bytes\n":
+            fail("round %d: got %r after our FIN" % (i, got))
+    print("  %s of %s half-closed clients got the late reply" % (rounds, rounds))
+
+
+def case_backend_reset(port):
+    """The backend resets its connection: the client sees a reset, not a
+    clean end-of-file."""
+    s = connect(port)
+    s.sendall(b"reset\n")
+    got = b""
+    try:
+        while True:
+            b = s.recv(MiB)
+            if not b:
+                fail("clean end-of-file after %r: the reset was hidden" % got)
+            got += b
+    except ConnectionResetError:
+        print("  client saw the reset after %r" % got)
+    finally:
+        s.close()
+
+
 CASES = {
+    "half-close": case_half_close,
+    "backend-reset": case_backend_reset,
     "relay": case_relay,
     "slow-backend": case_slow_backend,
     "slow-client": case_slow_client,

@@ -146,6 +146,12 @@ if start_proxy p1 --backend "127.0.0.1:$bport"; then
         python3 "$peer" client-close-flush "$port" "$work/backend.log" 8
     check "p1: backend sends 8 MiB and closes -> client gets all, then EOF" 60 \
         python3 "$peer" backend-close "$port" 8
+    check "p1: client half-closes -> the backend's later reply still arrives (x20)" 60 \
+        python3 "$peer" half-close "$port" 20
+    check "p1: printf | nc -N through the proxy gets the late reply" 30 \
+        sh -c 'test "$(printf "late\nq" | nc -N 127.0.0.1 "$1")" = "late reply to 1 bytes"' sh "$port"
+    check "p1: backend reset -> client sees a reset, not EOF" 30 \
+        python3 "$peer" backend-reset "$port"
     check "p1: relay still works" 60 python3 "$peer" relay "$port" 1
     stop_proxy p1 "$p1"
 fi
