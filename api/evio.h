@@ -525,14 +525,16 @@ EVIO_EXPORT int evio_conn_set_keepalive(evio_conn *c, int seconds);
  * deliver decoded data to the application (fires data(); returns 0, or
  * EVIO_ESHUTDOWN once the application closed the connection, when the
  * translator should stop delivering), or send encoded bytes to the socket
- * (queued like evio_write; returns 0 or -ENOMEM). */
+ * (queued like evio_write; returns 0, -ENOMEM, or EVIO_ESHUTDOWN once the
+ * connection has closed). */
 EVIO_EXPORT int evio_translator_deliver(evio_conn *c, const void *data, size_t len);
 EVIO_EXPORT int evio_translator_send(evio_conn *c, const void *wire, size_t len);
 
 /* For translators: close c with -ETIMEDOUT if it is still open ms
  * milliseconds from now (0 cancels), e.g. a handshake deadline.  The
  * translator's own deadline: it never replaces the application's
- * evio_conn_set_deadline().  Returns 0, EVIO_EINVAL or EVIO_ESHUTDOWN. */
+ * evio_conn_set_deadline().  Returns 0, EVIO_EINVAL for a negative ms,
+ * -ENOMEM, or EVIO_ESHUTDOWN once the connection has closed. */
 EVIO_EXPORT int evio_translator_set_deadline(evio_conn *c, int ms);
 
 /* For translators: close c in order, as EVIO_CLOSE would (finish runs,
