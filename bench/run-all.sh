@@ -116,7 +116,7 @@ done
 say() { printf '%s\n' "run-all: $*" >&2; }
 die() { say "$*"; exit 1; }
 BUILDDIR=$(cd "$BUILDDIR" 2>/dev/null && pwd) || die "no build directory"
-[ -n "$BACKENDS" ] || for b in epoll kqueue libev libuv; do
+[ -n "$BACKENDS" ] || for b in epoll kqueue poll libev libuv; do
     [ -x "$BUILDDIR/bench/echo-server-$b" ] && BACKENDS="$BACKENDS $b"
 done
 have() { [ -f "$BUILDDIR/$1" ] && [ -x "$BUILDDIR/$1" ]; }
