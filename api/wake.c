@@ -163,7 +163,11 @@ static void drain_sends(evio__loop *l)
         evio_conn *c = r->conn;
         /* After a close (evio_close, EVIO_CLOSE, peer EOF) new bytes are
          * dropped: a writer that never stops must not postpone it forever. */
-        if (c && !(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING))) {
+        /* After our side finished (shutdown_write, reset, a failure), new
+         * bytes cannot go out either: they are dropped, and the connection
+         * lives on. */
+        unsigned no_more = r->close ? 0 : EVIO__CONN_WSHUT | EVIO__CONN_RESET | EVIO__CONN_FAILED;
+        if (c && !(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING | no_more))) {
             if (r->close) {
                 c->flags |= EVIO__CONN_CLOSING;
                 if (!(c->flags & EVIO__CONN_DIRTY))
