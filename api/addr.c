@@ -264,11 +264,15 @@ int evio__addr_format(const struct sockaddr *sa, socklen_t len, int socktype, ch
     switch (sa->sa_family) {
     case AF_INET: {
         const struct sockaddr_in *sin = (const struct sockaddr_in *)sa;
+        if (len < (socklen_t)sizeof *sin) /* never read past what the caller has */
+            return EVIO_EINVAL;
         inet_ntop(AF_INET, &sin->sin_addr, host, sizeof host);
         return snprintf(buf, size, "%s://%s:%u", scheme, host, ntohs(sin->sin_port));
     }
     case AF_INET6: {
         const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)sa;
+        if (len < (socklen_t)sizeof *sin6)
+            return EVIO_EINVAL;
         inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof host);
         return snprintf(buf, size, "%s://[%s]:%u", scheme, host, ntohs(sin6->sin6_port));
     }

@@ -558,8 +558,8 @@ EVIO_EXPORT const char *evio_conn_error(const evio_conn *c);
  * is TCP or UDP, so IP addresses always get tcp://; for a listener use
  * evio_server_addr_format(), which knows.  Writes at most size bytes
  * including the terminating NUL.  Returns the length of the full string
- * (as snprintf does) or a negative code for an unsupported family.  Any
- * thread. */
+ * (as snprintf does), EVIO_EINVAL when len is too short for sa's family,
+ * or a negative code for an unsupported family.  Any thread. */
 EVIO_EXPORT int evio_addr_format(const struct sockaddr *sa, socklen_t len, char *buf,
                                  size_t size);
 
