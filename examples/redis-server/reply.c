@@ -4,10 +4,15 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+static int over_limit(const reply *r)
+{
+    return r->limit && r->queued + r->sent > r->limit;
+}
+
 void reply_flush(reply *r)
 {
     if (r->len && !r->err)
-        r->err = evio_write(r->conn, r->buf, r->len);
+        r->err = over_limit(r) ? REPLY_OVER_LIMIT : evio_write(r->conn, r->buf, r->len);
     r->sent += r->len;
     r->len = 0;
 }
@@ -20,7 +25,7 @@ void reply_raw_big(reply *r, const void *p, size_t n)
         r->len = n;
     } else {
         if (!r->err)
-            r->err = evio_write(r->conn, p, n);
+            r->err = over_limit(r) ? REPLY_OVER_LIMIT : evio_write(r->conn, p, n);
         r->sent += n;
     }
 }
