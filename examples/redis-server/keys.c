@@ -200,14 +200,17 @@ HANDLER(cmd_persist)
 typedef struct keys_scan {
     const resp_cmd *c;
     reply *r;
-    size_t n;
+    size_t n, bytes;
 } keys_scan;
 
 static bool keys_count(void *arg, const db_entry *e)
 {
     keys_scan *k = arg;
     const resp_cmd *c = k->c;
-    k->n += glob_match(ARG(1), db_key(e), e->klen, 0);
+    if (glob_match(ARG(1), db_key(e), e->klen, 0)) {
+        k->n++;
+        k->bytes += 16 + e->klen;
+    }
     return true;
 }
 
@@ -225,6 +228,10 @@ HANDLER(cmd_keys)
     keys_scan k = {.c = c, .r = r};
     int64_t now = db_now_ms();
     db_scan(d, now, keys_count, &k);
+    if (!reply_fits(r, k.bytes)) { /* see MGET */
+        reply_too_big(r, k.bytes);
+        return EVIO_NONE;
+    }
     reply_array(r, k.n);
     db_scan(d, now, keys_send, &k);
     return EVIO_NONE;
@@ -236,7 +243,7 @@ typedef struct scan_step {
     size_t plen;
     int type; /* -1: any */
     const db_entry **keys;
-    size_t n, cap;
+    size_t n, cap, bytes;
     bool oom;
 } scan_step;
 
@@ -257,6 +264,7 @@ static void scan_collect(void *arg, const db_entry *e)
         st->cap = cap;
     }
     st->keys[st->n++] = e;
+    st->bytes += 16 + e->klen;
 }
 
 /* SCAN cursor [MATCH pattern] [COUNT n] [TYPE type] */
@@ -309,6 +317,11 @@ HANDLER(cmd_scan)
     if (st.oom) {
         free(st.keys);
         reply_error(r, "ERR out of memory");
+        return EVIO_NONE;
+    }
+    if (!reply_fits(r, st.bytes)) { /* see MGET */
+        free(st.keys);
+        reply_too_big(r, st.bytes);
         return EVIO_NONE;
     }
     char buf[24];

@@ -87,3 +87,10 @@ void reply_error(reply *r, const char *fmt, ...)
     msg[n + 2] = '\n';
     reply_raw(r, msg, (size_t)n + 3);
 }
+
+void reply_too_big(reply *r, size_t more)
+{
+    reply_error(r, "ERR the reply (%zu bytes) would pass the client output buffer limit "
+                   "(%zu bytes, %zu queued already): ask for less at a time",
+                more, r->limit, r->queued + reply_size(r));
+}

@@ -66,6 +66,16 @@ static inline void reply_raw(reply *r, const void *p, size_t n)
 /* A constant reply such as "+OK\r\n". */
 #define reply_literal(r, s) reply_raw((r), (s), sizeof(s) - 1)
 
+/* May a reply of about more bytes be added without passing the limit?
+ * Commands whose reply is many values (MGET, KEYS) ask first and refuse
+ * with refuse_too_big() rather than build half a reply and close. */
+static inline int reply_fits(const reply *r, size_t more)
+{
+    return !r->limit || (r->queued + reply_size(r) <= r->limit &&
+                         more <= r->limit - r->queued - reply_size(r));
+}
+void reply_too_big(reply *r, size_t more);
+
 void reply_bulk(reply *r, const void *p, size_t n); /* $<n>\r\n<bytes>\r\n */
 void reply_null(reply *r);                          /* $-1\r\n */
 void reply_integer(reply *r, long long v);          /* :<v>\r\n */

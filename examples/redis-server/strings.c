@@ -206,16 +206,35 @@ HANDLER(cmd_getex)
     return EVIO_NONE;
 }
 
+/* MGET looks every key up first, to know the size of its reply: one that
+ * would pass the client output limit is refused before a byte of it is
+ * built (building it is what takes the memory, and the time other clients
+ * wait).  The entries found stay valid meanwhile: lookups only delete
+ * expired entries and move others between tables, never reallocate them. */
+#define MGET_STACK 64
+
 HANDLER(cmd_mget)
 {
-    reply_array(r, c->argc - 1);
-    for (size_t i = 1; i < c->argc; i++) {
-        const db_entry *e = db_find(d, ARG(i));
-        if (e && e->type == DB_STRING)
-            reply_bulk(r, db_value(e), e->vlen);
-        else
-            reply_null(r);
+    size_t n = c->argc - 1, bytes = 16;
+    const db_entry *stack[MGET_STACK], **found = stack;
+    if (n > MGET_STACK && !(found = malloc(n * sizeof *found))) {
+        reply_error(r, oom);
+        return EVIO_NONE;
     }
+    for (size_t i = 0; i < n; i++) {
+        const db_entry *e = db_find(d, ARG(i + 1));
+        found[i] = e && e->type == DB_STRING ? e : NULL;
+        bytes += 16 + (found[i] ? found[i]->vlen : 0);
+    }
+    if (n > 1 && !reply_fits(r, bytes)) {
+        reply_too_big(r, bytes);
+    } else {
+        reply_array(r, n);
+        for (size_t i = 0; i < n; i++)
+            reply_value(r, found[i]);
+    }
+    if (found != stack)
+        free(found);
     return EVIO_NONE;
 }
 
