@@ -115,6 +115,24 @@ static bool set_string(char **dst, const char *p, size_t n)
     return true;
 }
 
+/* A subcommand that is unknown, or known but given the wrong number of
+ * arguments, in Redis's words.  known: the lower-case subcommands. */
+static void sub_error(reply *r, const resp_cmd *c, const char *cmd, const char *const known[])
+{
+    for (size_t i = 0; known[i]; i++) {
+        if (same_word(ARG(1), known[i])) {
+            reply_error(r, "ERR wrong number of arguments for '%s|%s' command", cmd, known[i]);
+            return;
+        }
+    }
+    char upper[16];
+    size_t n = strlen(cmd);
+    for (size_t i = 0; i <= n && i < sizeof upper; i++)
+        upper[i] = (char)(cmd[i] >= 'a' && cmd[i] <= 'z' ? cmd[i] - 32 : cmd[i]);
+    upper[sizeof upper - 1] = '\0';
+    reply_error(r, "ERR unknown subcommand '%.*s'. Try %s HELP.", c_len(ARG(1), 128), c->argv[1], upper);
+}
+
 /* ---------------------------------------------------------------- connection */
 
 HANDLER(cmd_ping)
@@ -405,8 +423,8 @@ HANDLER(cmd_client)
             reply_literal(r, "\r\n");
         }
     } else {
-        reply_error(r, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try CLIENT HELP.",
-                    c_len(ARG(1), 128), c->argv[1]);
+        static const char *const known[] = {"id", "getname", "setname", "setinfo", "info", "list", "kill", "no-evict", "no-touch", "reply", "help", NULL};
+        sub_error(r, c, "client", known);
     }
     return EVIO_NONE;
 }
@@ -466,8 +484,8 @@ HANDLER(cmd_memory)
         else
             reply_null(r);
     } else {
-        reply_error(r, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try MEMORY HELP.",
-                    c_len(ARG(1), 128), c->argv[1]);
+        static const char *const known[] = {"usage", NULL};
+        sub_error(r, c, "memory", known);
     }
     return EVIO_NONE;
 }
@@ -485,8 +503,8 @@ HANDLER(cmd_object)
     } else if ((same_word(ARG(1), "refcount") || same_word(ARG(1), "idletime")) && c->argc == 3) {
         reply_integer(r, same_word(ARG(1), "refcount"));
     } else {
-        reply_error(r, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try OBJECT HELP.",
-                    c_len(ARG(1), 128), c->argv[1]);
+        static const char *const known[] = {"encoding", "refcount", "idletime", "help", NULL};
+        sub_error(r, c, "object", known);
     }
     return EVIO_NONE;
 }
@@ -499,8 +517,7 @@ HANDLER(cmd_function)
     else if (same_word(ARG(1), "list"))
         reply_array(r, 0);
     else
-        reply_error(r, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try FUNCTION HELP.",
-                    c_len(ARG(1), 128), c->argv[1]);
+        sub_error(r, c, "function", (const char *const[]){"flush", "list", NULL});
     return EVIO_NONE;
 }
 
@@ -722,8 +739,8 @@ HANDLER(cmd_command)
         for (size_t i = 0; i < n; i++)
             reply_bulk(r, t[i].name, t[i].len);
     } else {
-        reply_error(r, "ERR unknown subcommand or wrong number of arguments for '%.*s'. Try COMMAND HELP.",
-                    c_len(ARG(1), 128), c->argv[1]);
+        static const char *const known[] = {"count", "info", "docs", "list", NULL};
+        sub_error(r, c, "command", known);
     }
     return EVIO_NONE;
 }
