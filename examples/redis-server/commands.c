@@ -206,12 +206,26 @@ void commands_reset_stats(void)
     memset(calls, 0, sizeof calls);
 }
 
-const command *commands_lookup(const char *name, size_t len)
+/* Inlined into commands_exec: the hot path is one loop, no calls. */
+static inline const command *lookup(const char *name, size_t len)
 {
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (table[i].len == len && same_word(name, len, table[i].name))
             return &table[i];
     return NULL;
+}
+
+const command *commands_lookup(const char *name, size_t len)
+{
+    return lookup(name, len);
+}
+
+unsigned long long commands_total(void)
+{
+    unsigned long long n = 0;
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        n += calls[i];
+    return n;
 }
 
 /* "unknown command 'foo', with args beginning with: 'a' 'b' " — each
@@ -232,10 +246,9 @@ static void unknown(const resp_cmd *c, reply *r)
                 c_len(ARG(0), 128), c->argv[0], (int)n, args);
 }
 
-evio_action commands_call(db *d, session *s, const command *cmd, const resp_cmd *c, reply *r)
+static inline evio_action call(db *d, session *s, const command *cmd, const resp_cmd *c, reply *r)
 {
     calls[cmd - table]++;
-    server_info.commands++;
     s->last_cmd = cmd->name;
     if ((cmd->flags & CMD_ADMIN) && !s->admin) {
         reply_error(r, "NOPERM the '%s' command is allowed from loopback clients only "
@@ -245,9 +258,14 @@ evio_action commands_call(db *d, session *s, const command *cmd, const resp_cmd 
     return cmd->fn(d, s, c, r);
 }
 
+evio_action commands_call(db *d, session *s, const command *cmd, const resp_cmd *c, reply *r)
+{
+    return call(d, s, cmd, c, r);
+}
+
 evio_action commands_exec(db *d, session *s, const resp_cmd *c, reply *r)
 {
-    const command *cmd = commands_lookup(ARG(0));
+    const command *cmd = lookup(ARG(0));
     if (!cmd) {
         unknown(c, r);
         s->multi_failed |= s->multi;
@@ -262,7 +280,7 @@ evio_action commands_exec(db *d, session *s, const resp_cmd *c, reply *r)
         multi_queue(s, cmd, c, r);
         return EVIO_NONE;
     }
-    return commands_call(d, s, cmd, c, r);
+    return call(d, s, cmd, c, r);
 }
 
 /* ---------------------------------------------------------------- glob */

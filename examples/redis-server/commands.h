@@ -54,7 +54,7 @@ typedef struct session {
 typedef struct server_state {
     evio_server *srv;
     int64_t start_ms;
-    unsigned long long commands, connections, rejected_conns;
+    unsigned long long connections, rejected_conns;
     size_t clients, maxclients;
     size_t output_limit;  /* bytes; 0: none (client-output-buffer-limit) */
     bool remote_admin;
@@ -98,6 +98,7 @@ evio_action commands_call(db *d, session *s, const command *cmd, const resp_cmd 
 const command *commands_lookup(const char *name, size_t len);
 const command *commands_table(size_t *n);
 unsigned long long commands_calls(const command *cmd);
+unsigned long long commands_total(void); /* commands run since start or CONFIG RESETSTAT */
 void commands_reset_stats(void);
 
 /* ---------------------------------------------------------------- helpers */

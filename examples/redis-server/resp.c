@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEEP_BUFFER (64u << 10) /* larger buffers are freed after their command */
-#define KEEP_ARGS 1024u         /* likewise for argument vectors */
+#define KEEP_BUFFER RESP_KEEP_BUFFER
+#define KEEP_ARGS RESP_KEEP_ARGS
 
 enum {
     S_START = 0, /* before the first byte: a zeroed parser */
@@ -393,10 +393,9 @@ int resp_feed(resp_parser *p, const char *in, size_t n, size_t *used, resp_cmd *
     return RESP_AGAIN;
 }
 
-void resp_idle(resp_parser *p)
+void resp_reset_big(resp_parser *p)
 {
-    if (p->done)
-        reset(p);
+    reset(p);
 }
 
 void resp_free(resp_parser *p)

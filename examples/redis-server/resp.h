@@ -29,6 +29,9 @@
 #define RESP_MAX_INLINE (64u << 10)        /* one inline line */
 #define RESP_MAX_HEADER (64u << 10)        /* "*<n>" and "$<len>" lines */
 
+#define RESP_KEEP_BUFFER (64u << 10) /* larger buffers are freed after their command */
+#define RESP_KEEP_ARGS 1024u         /* likewise for argument vectors */
+
 enum { RESP_OK, RESP_AGAIN, RESP_ERROR };
 
 /* One parsed command.  The pointers are valid until the next resp_feed()
@@ -86,7 +89,13 @@ static inline const char *resp_error(const resp_parser *p) { return p->error; }
 /* Between reads: if no command is half received, give back the memory a
  * big one needed (call when the input at hand has been executed, so an
  * idle connection holds no large buffer). */
-void resp_idle(resp_parser *p);
+void resp_reset_big(resp_parser *p);
+static inline void resp_idle(resp_parser *p)
+{
+    if (p->done && (p->bcap > RESP_KEEP_BUFFER || p->scap > RESP_KEEP_BUFFER ||
+                    p->cap > RESP_KEEP_ARGS))
+        resp_reset_big(p);
+}
 
 /* Release everything the parser holds; it is a zeroed parser again. */
 void resp_free(resp_parser *p);

@@ -634,7 +634,7 @@ HANDLER(cmd_config)
     }
     if (same_word(ARG(1), "resetstat") && c->argc == 2) {
         commands_reset_stats();
-        server_info.commands = server_info.connections = server_info.rejected_conns = 0;
+        server_info.connections = server_info.rejected_conns = 0;
         reply_literal(r, "+OK\r\n");
         return EVIO_NONE;
     }
@@ -847,7 +847,7 @@ HANDLER(cmd_info)
     if (want & I_STATS)
         add(&t, "%s# Stats\r\ntotal_connections_received:%llu\r\ntotal_commands_processed:%llu\r\n"
                 "rejected_connections:%llu\r\nexpired_keys:%llu\r\nevicted_keys:0\r\n",
-            t.len ? "\r\n" : "", server_info.connections, server_info.commands,
+            t.len ? "\r\n" : "", server_info.connections, commands_total(),
             server_info.rejected_conns, db_expired_total(d));
     if (want & I_REPLICATION)
         add(&t, "%s# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_failover_state:no-failover\r\n"
