@@ -19,10 +19,14 @@ import sys
 import threading
 import time
 
+import os
+
 import redis
 
 port, pid = int(sys.argv[1]), int(sys.argv[2])
 failed = 0
+# Under AddressSanitizer freed memory is not given back to the system.
+sanitized = bool(os.environ.get("SANITIZED"))
 
 
 def check(name, cond, detail=""):
@@ -173,7 +177,10 @@ deadline = time.time() + 5
 while time.time() < deadline and rss_mb() - before > 24:
     time.sleep(0.1)
 grown = rss_mb() - before
-check("... then DEL, connections idle: server holds %.1f MB more (Redis: about 12)" % grown, grown < 24)
+if sanitized:
+    check("... then DEL, connections idle: not measured under AddressSanitizer", True)
+else:
+    check("... then DEL, connections idle: server holds %.1f MB more (Redis: about 12)" % grown, grown < 24)
 for s, _ in idle:
     s.close()
 
@@ -191,8 +198,11 @@ deadline = time.time() + 10
 while time.time() < deadline and rss_mb() - before > (full - before) / 3:
     time.sleep(0.1)
 after = rss_mb()
-check("FLUSHDB of 100k keys: RSS %.0f MB -> %.0f MB (before: %.0f MB)" % (full, after, before),
-      after - before < (full - before) / 3)
+if sanitized:
+    check("FLUSHDB of 100k keys: RSS not measured under AddressSanitizer", r.dbsize() == 0)
+else:
+    check("FLUSHDB of 100k keys: RSS %.0f MB -> %.0f MB (before: %.0f MB)" % (full, after, before),
+          after - before < (full - before) / 3)
 
 r.close()
 sys.exit(1 if failed else 0)
