@@ -721,5 +721,17 @@ check "SHUTDOWN: the server exits with status 0" 0 "$status"
 check "SHUTDOWN: the unix socket file is gone" no "$([ -e "$sock" ] && echo yes || echo no)"
 server_stderr "second server"
 
+# -- past --maxclients a client is told so, as by Redis
+start_server --maxclients 2
+exec {c1}<>"/dev/tcp/127.0.0.1/$port"
+exec {c2}<>"/dev/tcp/127.0.0.1/$port"
+exchange 'PING\r\n'
+check "past --maxclients: -ERR max number of clients reached" \
+    "-ERR max number of clients reached"$'\r\n'"x closed=yes" "$reply closed=$closed"
+exec {c1}>&- {c2}>&-
+kill -TERM "$pid"
+wait_exit
+server_stderr "third server"
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
