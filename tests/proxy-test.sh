@@ -190,7 +190,7 @@ fi
 
 # ---- nothing left open at the backend
 opens=0 closes=0
-for _ in $(seq 50); do
+for _ in $(seq 200); do # up to 20 s: the Python peer is slow on a loaded machine
     opens=$(grep -c '^open$' "$work/backend.log")
     closes=$(grep -c '^close$' "$work/backend.log")
     [ "$opens" = "$closes" ] && break
