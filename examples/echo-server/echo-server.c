@@ -1,9 +1,11 @@
 /* echo-server — writes back whatever it receives.
  *
- *   echo-server [--port N] [--unixsocket PATH] [--reuseport] [--udp] [--loops N]
+ *   echo-server [--port N] [--bind HOST] [--unixsocket PATH] [--reuseport] [--udp]
+ *               [--loops N]
  *
- * Listens on tcp://:N (default 5000, every address); with --udp on
- * udp://:N too, with --unixsocket on a unix socket too.  --loops N runs N
+ * Listens on tcp://HOST:N (default 127.0.0.1, port 5000: loopback only;
+ * --bind 0.0.0.0 or --bind :: for every address); with --udp on
+ * udp://HOST:N too, with --unixsocket on a unix socket too.  --loops N runs N
  * loops (threads; 0 = one per CPU).  SIGTERM drains, SIGINT stops. */
 #define _POSIX_C_SOURCE 200809L /* sigaction under -std=c11 */
 
@@ -16,6 +18,7 @@
 
 static evio_server *volatile server; /* for the signal handler */
 static const char *schemes[3];       /* what each listen address is */
+static int loopback_only;
 
 static evio_action serving(evio_server *srv)
 {
@@ -30,6 +33,8 @@ static evio_action serving(evio_server *srv)
         const char *rest = strstr(where, "://");
         printf("listening on %s%s\n", schemes[i], rest ? rest : where);
     }
+    if (loopback_only)
+        printf("(loopback only: --bind 0.0.0.0 or --bind :: listens on every interface)\n");
     fflush(stdout);
     return EVIO_NONE;
 }
@@ -55,7 +60,9 @@ static void on_signal(int sig)
 
 static void usage(const char *argv0)
 {
-    fprintf(stderr, "usage: %s [--port N] [--unixsocket PATH] [--reuseport] [--udp] [--loops N]\n",
+    fprintf(stderr,
+            "usage: %s [--port N] [--bind HOST] [--unixsocket PATH] [--reuseport] [--udp] "
+            "[--loops N]\n",
             argv0);
     exit(2);
 }
@@ -63,11 +70,13 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
     int port = 5000;
-    const char *unixsocket = NULL;
+    const char *unixsocket = NULL, *host = "127.0.0.1";
     int reuseport = 0, udp = 0, loops = 1;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
             port = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--bind") == 0 && i + 1 < argc)
+            host = argv[++i];
         else if (strcmp(argv[i], "--unixsocket") == 0 && i + 1 < argc)
             unixsocket = argv[++i];
         else if (strcmp(argv[i], "--reuseport") == 0)
@@ -81,13 +90,17 @@ int main(int argc, char **argv)
     }
 
     const char *opt = reuseport ? "?reuseport=true" : "";
-    char tcp[64], udpaddr[64], unx[1100];
-    snprintf(tcp, sizeof tcp, "tcp://:%d%s", port, opt);
+    char tcp[320], udpaddr[320], unx[1100];
+    /* A literal IPv6 address needs brackets in an evio address. */
+    const char *lb = strchr(host, ':') && host[0] != '[' ? "[" : "", *rb = *lb ? "]" : "";
+    loopback_only = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+                    strcmp(host, "[::1]") == 0 || strcmp(host, "localhost") == 0;
+    snprintf(tcp, sizeof tcp, "tcp://%s%s%s:%d%s", lb, host, rb, port, opt);
     const char *addrs[3] = {tcp};
     size_t naddrs = 1;
     schemes[0] = "tcp";
     if (udp) {
-        snprintf(udpaddr, sizeof udpaddr, "udp://:%d%s", port, opt);
+        snprintf(udpaddr, sizeof udpaddr, "udp://%s%s%s:%d%s", lb, host, rb, port, opt);
         schemes[naddrs] = "udp";
         addrs[naddrs++] = udpaddr;
     }

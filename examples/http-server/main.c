@@ -1,18 +1,23 @@
 /* http-server — "Hello World!" over HTTP/1.1, plain and over TLS.
  *
  *   http-server [--host ADDR] [--port N] [--tlsport N] [--tlscert FILE --tlskey FILE]
- *               [--loops N] [--header-timeout MS] [--keepalive-timeout MS]
+ *               [--dev-cert] [--loops N] [--header-timeout MS] [--keepalive-timeout MS]
  *
- * Listens on tcp://ADDR:N (default every address, port 8080) in plain HTTP
+ * Listens on tcp://ADDR:N (default 127.0.0.1: loopback only; --host 0.0.0.0
+ * or --host :: for every address; port 8080) in plain HTTP
  * and on tcp://ADDR:TLSPORT (default 4443) over TLS; --tlsport -1 leaves TLS
  * out, and port 0 lets the kernel choose (the addresses are printed).  One evio server serves both: the translate choice gives the second
  * listener the TLS translator.  Keep-alive and pipelining: every complete
  * request in what arrives is answered, in order, in one write.
  *
- * Without --tlscert/--tlskey it uses the development certificate the build
+ * Without --tlscert/--tlskey it uses a development certificate: quietly
+ * with --dev-cert, else with a loud warning.  That is the one the build
  * made (examples/http-server/dev-cert.pem and dev-key.pem, relative to the
- * current directory), or on first run makes one with the openssl tool in
- * $TMPDIR/evio-http-dev-UID.  Never use that certificate for anything real.
+ * current directory) if you own it and its directory and nobody else can
+ * write them, or else one made on first run with the openssl tool in
+ * $TMPDIR/evio-http-dev-UID, which must be your own directory with mode
+ * 0700: a certificate someone else planted is never used.  Never use the
+ * development certificate for anything real.
  *
  * Try:  curl http://localhost:8080/   curl -k https://localhost:4443/
  *
@@ -254,6 +259,8 @@ static const evio_translator *translate(evio_conn *c, const evio_info *info)
 
 /* ---------------------------------------------------------------- setup */
 
+static bool loopback_only;
+
 static evio_action serving(evio_server *srv)
 {
     server = srv;
@@ -267,6 +274,8 @@ static evio_action serving(evio_server *srv)
         printf("listening on %s%s\n", (int)i == tls_listener ? "https" : "http",
                rest ? rest : where);
     }
+    if (loopback_only)
+        printf("(loopback only: --host 0.0.0.0 or --host :: listens on every interface)\n");
     fflush(stdout);
     return EVIO_NONE;
 }
@@ -284,23 +293,48 @@ static bool exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* Is path ours, of the right kind (no symlink), and writable by us alone?
+ * A directory for our private files must moreover be mode 0700. */
+static bool ours(const char *path, bool dir, bool private_dir)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0 || st.st_uid != getuid() ||
+        !(dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode)))
+        return false;
+    return private_dir ? (st.st_mode & 0777) == 0700 : (st.st_mode & 022) == 0;
+}
+
 /* The development certificate: the build's, or one made now. */
 static bool dev_cert(char *cert, char *key, size_t size)
 {
     snprintf(cert, size, "examples/http-server/dev-cert.pem");
     snprintf(key, size, "examples/http-server/dev-key.pem");
-    if (exists(cert) && exists(key))
-        return true;
+    if (exists(cert) && exists(key)) {
+        if (ours("examples", true, false) && ours("examples/http-server", true, false) &&
+            ours(cert, false, false) && ours(key, false, false))
+            return true;
+        fprintf(stderr, "http-server: not using %s: it or its directory is not yours, or "
+                        "others can write it\n", cert);
+    }
     const char *tmp = getenv("TMPDIR");
     char dir[512];
     snprintf(dir, sizeof dir, "%s/evio-http-dev-%u", tmp && *tmp ? tmp : "/tmp",
              (unsigned)getuid());
     snprintf(cert, size, "%s/cert.pem", dir);
     snprintf(key, size, "%s/key.pem", dir);
-    if (exists(cert) && exists(key))
-        return true;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "http-server: mkdir %s: %s\n", dir, strerror(errno));
+        return false;
+    }
+    if (!ours(dir, true, true)) { /* someone else may have made it first */
+        fprintf(stderr, "http-server: not using %s: it is not a directory of yours with mode "
+                        "0700; remove it, or pass --tlscert and --tlskey\n", dir);
+        return false;
+    }
+    if (exists(cert) && exists(key)) {
+        if (ours(cert, false, false) && ours(key, false, false))
+            return true;
+        fprintf(stderr, "http-server: not using %s: not yours, or others can write it\n", cert);
         return false;
     }
     fprintf(stderr, "http-server: making a development certificate in %s\n", dir);
@@ -322,15 +356,16 @@ static void usage(const char *argv0)
 {
     fprintf(stderr,
             "usage: %s [--host ADDR] [--port N] [--tlsport N] [--tlscert FILE --tlskey FILE] "
-            "[--loops N] [--header-timeout MS] [--keepalive-timeout MS]\n",
+            "[--dev-cert] [--loops N] [--header-timeout MS] [--keepalive-timeout MS]\n",
             argv0);
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
-    const char *host = "", *certfile = NULL, *keyfile = NULL;
+    const char *host = "127.0.0.1", *certfile = NULL, *keyfile = NULL;
     int port = 8080, tlsport = 4443, loops = 1;
+    bool devcert = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--host") == 0 && i + 1 < argc)
             host = argv[++i];
@@ -342,6 +377,8 @@ int main(int argc, char **argv)
             certfile = argv[++i];
         else if (strcmp(argv[i], "--tlskey") == 0 && i + 1 < argc)
             keyfile = argv[++i];
+        else if (strcmp(argv[i], "--dev-cert") == 0)
+            devcert = true;
         else if (strcmp(argv[i], "--loops") == 0 && i + 1 < argc)
             loops = atoi(argv[++i]);
         else if (strcmp(argv[i], "--header-timeout") == 0 && i + 1 < argc)
@@ -359,6 +396,8 @@ int main(int argc, char **argv)
     }
     /* A literal IPv6 address needs brackets in an evio address. */
     const char *lb = strchr(host, ':') ? "[" : "", *rb = strchr(host, ':') ? "]" : "";
+    loopback_only = strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+                    strcmp(host, "localhost") == 0;
     char plain[300], secure[300];
     snprintf(plain, sizeof plain, "tcp://%s%s%s:%d", lb, host, rb, port);
     snprintf(secure, sizeof secure, "tcp://%s%s%s:%d", lb, host, rb, tlsport);
@@ -370,6 +409,13 @@ int main(int argc, char **argv)
         if (!certfile) {
             if (!dev_cert(cert, key, sizeof cert))
                 return 1;
+            if (!devcert)
+                fprintf(stderr,
+                        "\n"
+                        "*** WARNING: TLS is served with the DEVELOPMENT certificate %s,\n"
+                        "*** whose private key is no secret.  Pass --tlscert and --tlskey for\n"
+                        "*** anything real, --dev-cert to ask for this one, or --tlsport -1.\n\n",
+                        cert);
             certfile = cert;
             keyfile = key;
         }

@@ -2,8 +2,9 @@
  *
  *   proxy [--port N] [--bind HOST] [--backend HOST:PORT] [--loops N]
  *
- * Listens on tcp://HOST:N (default: every address, port 7000; port 0 lets
- * the kernel choose and the chosen port is printed) and relays each client
+ * Listens on tcp://HOST:N (default 127.0.0.1, port 7000: loopback only;
+ * --bind 0.0.0.0 or --bind :: for every address; port 0 lets the kernel
+ * choose and the chosen port is printed) and relays each client
  * to --backend (default 127.0.0.1:6379; any address evio_dial takes, e.g.
  * unix:///path).  --loops N runs N loops (threads; 0 = one per CPU).  Stops
  * on SIGINT/SIGTERM.
@@ -25,6 +26,8 @@
  * cut-short reply from a complete one; any other close closes the peer
  * after its queued output is flushed. */
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -64,6 +67,11 @@ static evio_action serving(evio_server *srv)
     char where[160];
     evio_addr_format(sa, len, where, sizeof where);
     printf("listening on %s\n", where);
+    if (sa && ((sa->sa_family == AF_INET &&
+                (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127) ||
+               (sa->sa_family == AF_INET6 &&
+                IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr))))
+        printf("(loopback only: --bind 0.0.0.0 or --bind :: listens on every interface)\n");
     printf("forwarding to %s\n", backend);
     fflush(stdout);
     return atomic_load(&stopping) ? EVIO_SHUTDOWN : EVIO_NONE; /* signalled already */
@@ -250,7 +258,7 @@ static void usage(const char *argv0)
 int main(int argc, char **argv)
 {
     int port = 7000, loops = 1;
-    const char *host = "";
+    const char *host = "127.0.0.1";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--port") == 0 && i + 1 < argc)
             port = atoi(argv[++i]);

@@ -15,6 +15,9 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#ifdef __GLIBC__
+#include <malloc.h> /* malloc_trim */
+#endif
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,7 +47,29 @@ struct db {
     size_t expire_cursor;  /* the active-expiry sweep's next bucket */
     trash *trash;
     uint8_t seed[16];
+    unsigned long long expired;  /* keys deleted for having expired */
+    uint64_t rng;                /* RANDOMKEY's xorshift state */
+    size_t freed;                /* entries freed since the last trim */
+    void (*changed)(void *arg, const char *key, size_t klen);
+    void *changed_arg;
 };
+
+/* After this many entries are freed, give the free pages back to the
+ * system: glibc keeps freed small blocks in its heap otherwise, and a
+ * FLUSHDB of a million keys would leave the process its peak size. */
+#define TRIM_AFTER 65536u
+
+static inline void changed(db *d, const char *key, size_t klen)
+{
+    if (d->changed)
+        d->changed(d->changed_arg, key, klen);
+}
+
+void db_on_change(db *d, void (*fn)(void *arg, const char *key, size_t klen), void *arg)
+{
+    d->changed = fn;
+    d->changed_arg = arg;
+}
 
 /* ---------------------------------------------------------------- time */
 
@@ -228,6 +253,14 @@ static void unlink_entry(db *d, table *t, db_entry **link)
     if (e->expire)
         d->volatile_keys--;
     free(e);
+    d->freed++;
+}
+
+/* Delete an entry found past its time. */
+static void expire_entry(db *d, table *t, db_entry **link)
+{
+    unlink_entry(d, t, link);
+    d->expired++;
 }
 
 static bool expired(const db_entry *e)
@@ -244,6 +277,8 @@ db *db_new(void)
         return NULL;
     d->rehashidx = -1;
     seed(d->seed);
+    memcpy(&d->rng, d->seed, sizeof d->rng);
+    d->rng |= 1; /* xorshift must not start at 0 */
     return d;
 }
 
@@ -281,7 +316,7 @@ db_entry *db_find(db *d, const char *key, size_t klen)
     if (!l)
         return NULL;
     if (expired(*l)) {
-        unlink_entry(d, t, l);
+        expire_entry(d, t, l);
         return NULL;
     }
     return *l;
@@ -293,7 +328,7 @@ static size_t value_room(size_t vlen)
     return (room + 7) & ~(size_t)7;
 }
 
-static void set_expire(db *d, db_entry *e, int64_t expire)
+static void set_expiry(db *d, db_entry *e, int64_t expire)
 {
     if (e->expire && !expire)
         d->volatile_keys--;
@@ -313,7 +348,7 @@ int db_set(db *d, const char *key, size_t klen, const char *val, size_t vlen, in
     table *t;
     db_entry **l = find_link(d, key, klen, h, &t);
     if (l && expired(*l)) {
-        unlink_entry(d, t, l);
+        expire_entry(d, t, l);
         l = NULL;
     }
     if (l ? (flags & DB_NX) : (flags & DB_XX))
@@ -331,8 +366,10 @@ int db_set(db *d, const char *key, size_t klen, const char *val, size_t vlen, in
         }
         memcpy(e->data + klen, val, vlen);
         e->vlen = vlen;
+        e->type = DB_STRING;
         if (!(flags & DB_KEEPTTL))
-            set_expire(d, e, expire);
+            set_expiry(d, e, expire);
+        changed(d, key, klen);
         return 1;
     }
 
@@ -345,7 +382,8 @@ int db_set(db *d, const char *key, size_t klen, const char *val, size_t vlen, in
     if (!e)
         return -1;
     e->expire = 0;
-    set_expire(d, e, expire);
+    e->type = DB_STRING;
+    set_expiry(d, e, expire);
     e->hash = h;
     e->klen = (uint32_t)klen;
     e->vlen = vlen;
@@ -357,10 +395,11 @@ int db_set(db *d, const char *key, size_t klen, const char *val, size_t vlen, in
     e->next = *head;
     *head = e;
     into->used++;
+    changed(d, key, klen);
     return 1;
 }
 
-void db_set_integer(db_entry *e, long long v)
+void db_set_integer(db *d, db_entry *e, long long v)
 {
     char tmp[24], *p = tmp + sizeof tmp;
     unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
@@ -371,6 +410,40 @@ void db_set_integer(db_entry *e, long long v)
         *--p = '-';
     e->vlen = (size_t)(tmp + sizeof tmp - p);
     memcpy(e->data + e->klen, p, e->vlen);
+    changed(d, e->data, e->klen);
+}
+
+void db_set_expire(db *d, db_entry *e, int64_t expire)
+{
+    set_expiry(d, e, expire);
+    changed(d, e->data, e->klen);
+}
+
+char *db_edit(db *d, db_entry **ep, size_t vlen)
+{
+    db_entry *e = *ep;
+    if (vlen > e->vcap) {
+        if (vlen > SIZE_MAX / 2 - sizeof *e - e->klen)
+            return NULL;
+        /* Double, so that a value built by many APPENDs costs linear time. */
+        size_t room = value_room(vlen > e->vcap * 2 ? vlen : e->vcap * 2);
+        table *t;
+        db_entry **l = find_link(d, e->data, e->klen, e->hash, &t);
+        db_entry *n = realloc(e, sizeof *e + e->klen + room);
+        if (!n) {
+            room = value_room(vlen);
+            n = realloc(e, sizeof *e + e->klen + room);
+            if (!n)
+                return NULL;
+        }
+        *l = e = *ep = n;
+        e->vcap = room;
+    }
+    if (vlen > e->vlen)
+        memset(e->data + e->klen + e->vlen, 0, vlen - e->vlen);
+    e->vlen = vlen;
+    changed(d, e->data, e->klen);
+    return e->data + e->klen;
 }
 
 bool db_del(db *d, const char *key, size_t klen)
@@ -382,8 +455,126 @@ bool db_del(db *d, const char *key, size_t klen)
     if (!l)
         return false;
     bool live = !expired(*l);
-    unlink_entry(d, t, l);
+    if (live) {
+        unlink_entry(d, t, l);
+        changed(d, key, klen);
+    } else {
+        expire_entry(d, t, l);
+    }
     return live;
+}
+
+void db_del_entry(db *d, db_entry *e)
+{
+    table *t;
+    db_entry **l = find_link(d, e->data, e->klen, e->hash, &t);
+    changed(d, e->data, e->klen); /* before the key's bytes are freed */
+    unlink_entry(d, t, l);
+}
+
+size_t db_expires(const db *d)
+{
+    return d->volatile_keys;
+}
+
+unsigned long long db_expired_total(const db *d)
+{
+    return d->expired;
+}
+
+static size_t rnd(db *d, size_t n)
+{
+    uint64_t x = d->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    d->rng = x;
+    return (size_t)(x % n);
+}
+
+db_entry *db_random(db *d)
+{
+    if (rehashing(d))
+        rehash_step(d, 1);
+    /* Random buckets until one has a live key; an emptied or expired
+     * table must not make this loop forever, so it gives up eventually. */
+    for (int tries = 0; tries < 10000 && db_size(d); tries++) {
+        size_t total = d->t[0].size + d->t[1].size;
+        size_t c = rnd(d, total);
+        table *t = c < d->t[0].size ? &d->t[0] : &d->t[1];
+        size_t b = c < d->t[0].size ? c : c - d->t[0].size;
+        size_t n = 0;
+        for (db_entry *e = t->b[b]; e; e = e->next)
+            n++;
+        if (!n)
+            continue;
+        db_entry **l = &t->b[b];
+        for (size_t k = rnd(d, n); k--;)
+            l = &(*l)->next;
+        if (!expired(*l))
+            return *l;
+        expire_entry(d, t, l);
+    }
+    return NULL;
+}
+
+static size_t rev(size_t v)
+{
+    size_t r = 0;
+    for (size_t i = 0; i < sizeof v * 8; i++, v >>= 1)
+        r = (r << 1) | (v & 1);
+    return r;
+}
+
+/* The cursor's next value under mask m: add one to its bits above m's,
+ * counting from the top bit down. */
+static size_t next_cursor(size_t v, size_t m)
+{
+    v |= ~m;
+    return rev(rev(v) + 1);
+}
+
+static size_t emit(const table *t, size_t b, int64_t now,
+                   void (*fn)(void *arg, const db_entry *e), void *arg)
+{
+    size_t n = 0;
+    for (const db_entry *e = t->b[b]; e; e = e->next, n++)
+        if (!e->expire || e->expire > now)
+            fn(arg, e);
+    return n;
+}
+
+size_t db_scan_step(db *d, size_t v, size_t count,
+                    void (*fn)(void *arg, const db_entry *e), void *arg)
+{
+    int64_t now = db_now_ms();
+    size_t seen = 0;
+    for (size_t iter = 0; seen < count && iter < count * 10; iter++) {
+        if (!rehashing(d)) {
+            const table *t = &d->t[0];
+            if (!t->size)
+                return 0;
+            seen += emit(t, v & t->mask, now, fn, arg);
+            v = next_cursor(v, t->mask);
+        } else {
+            const table *s = &d->t[0], *l = &d->t[1];
+            if (s->size > l->size) {
+                const table *tmp = s;
+                s = l;
+                l = tmp;
+            }
+            seen += emit(s, v & s->mask, now, fn, arg);
+            /* Every bucket of the larger table that the smaller one's
+             * bucket expands to. */
+            do {
+                seen += emit(l, v & l->mask, now, fn, arg);
+                v = next_cursor(v, l->mask);
+            } while (v & (s->mask ^ l->mask));
+        }
+        if (v == 0)
+            break;
+    }
+    return v;
 }
 
 size_t db_size(const db *d)
@@ -401,12 +592,14 @@ void db_flush(db *d)
             d->trash = tr;
         } else {
             free_buckets(t->b, t->size);
+            d->freed += t->used;
         }
         *t = (table){0};
     }
     d->rehashidx = -1;
     d->volatile_keys = 0;
     d->expire_cursor = 0;
+    changed(d, NULL, 0);
 }
 
 void db_scan(db *d, int64_t now, bool (*fn)(void *arg, const db_entry *e), void *arg)
@@ -433,6 +626,7 @@ static size_t empty_trash(db *d, size_t n)
                 next = e->next;
                 free(e);
                 freed++;
+                d->freed++;
             }
             t->at++;
         }
@@ -466,7 +660,7 @@ static size_t expire_round(db *d, int64_t now, size_t *gone)
             }
             seen++;
             if (e->expire <= now) {
-                unlink_entry(d, t, l);
+                expire_entry(d, t, l);
                 ++*gone;
             } else {
                 l = &e->next;
@@ -499,5 +693,11 @@ bool db_cron(db *d, int64_t budget_ns)
 
     while (d->trash && mono_ns() < deadline)
         empty_trash(d, 1024);
+#ifdef __GLIBC__
+    if (!d->trash && d->freed >= TRIM_AFTER) {
+        malloc_trim(0);
+        d->freed = 0;
+    }
+#endif
     return rehashing(d) || d->trash != NULL;
 }

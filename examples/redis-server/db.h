@@ -27,11 +27,14 @@ typedef struct db_entry {
     uint32_t hash;         /* low bits of the key's hash */
     uint32_t klen;
     size_t vlen, vcap;
+    uint8_t type;          /* DB_STRING, or types.c's packed list or set */
     char data[];           /* klen bytes of key, then vcap bytes for the value */
 } db_entry;
 
 static inline const char *db_key(const db_entry *e) { return e->data; }
 static inline const char *db_value(const db_entry *e) { return e->data + e->klen; }
+
+enum { DB_STRING = 0, DB_LIST, DB_SET };
 
 typedef struct db db;
 
@@ -54,12 +57,46 @@ enum {
 int db_set(db *d, const char *key, size_t klen, const char *val, size_t vlen, int64_t expire,
            unsigned flags);
 
+/* Make e hold another type (db_set always stores a string). */
+static inline void db_set_type(db_entry *e, int type) { e->type = (uint8_t)type; }
+
 /* Replace e's value by the decimal form of v, keeping its expiry; e stays
  * valid.  Never allocates: every entry has room for any 64-bit integer. */
-void db_set_integer(db_entry *e, long long v);
+void db_set_integer(db *d, db_entry *e, long long v);
+
+/* Make *e's value vlen bytes long, keeping its first bytes (new bytes are
+ * zero), and return the value to write into.  *e may move.  NULL without
+ * memory (nothing changed then). */
+char *db_edit(db *d, db_entry **e, size_t vlen);
+
+/* Set or clear (0) e's expiry, Unix ms. */
+void db_set_expire(db *d, db_entry *e, int64_t expire);
+
+/* A random live key, or NULL if there is none. */
+db_entry *db_random(db *d);
+
+/* One step of a SCAN: call fn for the live keys of the buckets the cursor
+ * names until about count were seen, and return the next cursor (0: the
+ * scan is complete).  Keys present from the first call to the last are
+ * seen at least once, even across resizes (the cursor counts in reversed
+ * bit order, so growing or shrinking tables keep its meaning). */
+size_t db_scan_step(db *d, size_t cursor, size_t count,
+                    void (*fn)(void *arg, const db_entry *e), void *arg);
+
+/* Keys with an expiry; keys deleted because they expired, since start. */
+size_t db_expires(const db *d);
+unsigned long long db_expired_total(const db *d);
+
+/* Who is told of every change to a key (WATCH): fn(arg, key, klen) after
+ * each set, delete, edit or expiry change, and fn(arg, NULL, 0) after a
+ * flush.  Expiry itself is not a change, as in Redis 7.0. */
+void db_on_change(db *d, void (*fn)(void *arg, const char *key, size_t klen), void *arg);
 
 /* Delete key; returns whether it existed. */
 bool db_del(db *d, const char *key, size_t klen);
+
+/* Delete the entry e (from db_find) at once. */
+void db_del_entry(db *d, db_entry *e);
 
 /* Keys stored, including expired ones not deleted yet (as Redis's DBSIZE). */
 size_t db_size(const db *d);

@@ -4,10 +4,15 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+static int over_limit(const reply *r)
+{
+    return r->limit && r->queued + r->sent > r->limit;
+}
+
 void reply_flush(reply *r)
 {
     if (r->len && !r->err)
-        r->err = evio_write(r->conn, r->buf, r->len);
+        r->err = over_limit(r) ? REPLY_OVER_LIMIT : evio_write(r->conn, r->buf, r->len);
     r->sent += r->len;
     r->len = 0;
 }
@@ -20,7 +25,7 @@ void reply_raw_big(reply *r, const void *p, size_t n)
         r->len = n;
     } else {
         if (!r->err)
-            r->err = evio_write(r->conn, p, n);
+            r->err = over_limit(r) ? REPLY_OVER_LIMIT : evio_write(r->conn, p, n);
         r->sent += n;
     }
 }
@@ -81,4 +86,11 @@ void reply_error(reply *r, const char *fmt, ...)
     msg[n + 1] = '\r';
     msg[n + 2] = '\n';
     reply_raw(r, msg, (size_t)n + 3);
+}
+
+void reply_too_big(reply *r, size_t more)
+{
+    reply_error(r, "ERR the reply (%zu bytes) would pass the client output buffer limit "
+                   "(%zu bytes, %zu queued already): ask for less at a time",
+                more, r->limit, r->queued + reply_size(r));
 }

@@ -17,8 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEEP_BUFFER (64u << 10) /* larger buffers are freed after their command */
-#define KEEP_ARGS 1024u         /* likewise for argument vectors */
+#define KEEP_BUFFER RESP_KEEP_BUFFER
+#define KEEP_ARGS RESP_KEEP_ARGS
 
 enum {
     S_START = 0, /* before the first byte: a zeroed parser */
@@ -242,9 +242,9 @@ static int parse(resp_parser *p, const char *d, size_t n)
             st = parse_header(p, d, n, &v, "too big mbulk count string", "invalid multibulk length");
             if (st != RESP_OK)
                 return st;
-            if (v < -1 || v > (long long)RESP_MAX_ARGS)
+            if (v > (long long)RESP_MAX_ARGS)
                 return fail(p, "invalid multibulk length");
-            p->nargs = v < 0 ? 0 : v; /* "*0" and "*-1" are empty, as in Redis */
+            p->nargs = v < 0 ? 0 : v; /* "*0", "*-1", "*-10" are empty, as in Redis */
             p->state = S_BULKLEN;
             break;
         case S_BULKLEN:
@@ -391,6 +391,11 @@ int resp_feed(resp_parser *p, const char *in, size_t n, size_t *used, resp_cmd *
             return st;
     }
     return RESP_AGAIN;
+}
+
+void resp_reset_big(resp_parser *p)
+{
+    reset(p);
 }
 
 void resp_free(resp_parser *p)

@@ -20,17 +20,24 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define RESP_MAX_BULK (64u << 20)          /* one argument; Redis allows 512 MiB */
-#define RESP_MAX_ARGS (1u << 20)           /* arguments in one multibulk */
-#define RESP_MAX_REQUEST (256u << 20)      /* all bytes of one command */
-#define RESP_MAX_INLINE (64u << 10)        /* one inline line, as in Redis */
-#define RESP_MAX_HEADER 32u                /* "*<n>" and "$<len>" lines */
+/* Redis's limits: proto-max-bulk-len, the multibulk count (INT_MAX),
+ * client-query-buffer-limit and PROTO_INLINE_MAX_SIZE, which bounds inline
+ * lines and the "*<n>" and "$<len>" lines alike. */
+#define RESP_MAX_BULK (512u << 20)         /* one argument */
+#define RESP_MAX_ARGS 2147483647u          /* arguments in one multibulk */
+#define RESP_MAX_REQUEST (1u << 30)        /* all bytes of one command */
+#define RESP_MAX_INLINE (64u << 10)        /* one inline line */
+#define RESP_MAX_HEADER (64u << 10)        /* "*<n>" and "$<len>" lines */
+
+#define RESP_KEEP_BUFFER (64u << 10) /* larger buffers are freed after their command */
+#define RESP_KEEP_ARGS 1024u         /* likewise for argument vectors */
 
 enum { RESP_OK, RESP_AGAIN, RESP_ERROR };
 
 /* One parsed command.  The pointers are valid until the next resp_feed()
  * or resp_free() on the parser that produced it.  argc may be 0 (a blank
- * inline line, or "*0"): there is nothing to execute then. */
+ * inline line, or "*0" and any other count below 1, as Redis): there is
+ * nothing to execute then. */
 typedef struct resp_cmd {
     size_t argc;
     const char *const *argv;
@@ -78,6 +85,17 @@ static inline size_t resp_buffered(const resp_parser *p) { return p->done ? 0 : 
 /* Why the last resp_feed() failed, e.g. "invalid bulk length" (the text
  * Redis uses after "Protocol error: "). */
 static inline const char *resp_error(const resp_parser *p) { return p->error; }
+
+/* Between reads: if no command is half received, give back the memory a
+ * big one needed (call when the input at hand has been executed, so an
+ * idle connection holds no large buffer). */
+void resp_reset_big(resp_parser *p);
+static inline void resp_idle(resp_parser *p)
+{
+    if (p->done && (p->bcap > RESP_KEEP_BUFFER || p->scap > RESP_KEEP_BUFFER ||
+                    p->cap > RESP_KEEP_ARGS))
+        resp_reset_big(p);
+}
 
 /* Release everything the parser holds; it is a zeroed parser again. */
 void resp_free(resp_parser *p);
