@@ -158,13 +158,22 @@ void evio__loop_pause_accept(evio__loop *l)
 void evio__loop_resume_accept(evio__loop *l)
 {
     evio_server *srv = l->srv;
+    bool all = true;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         evio__listener *ln = &srv->listeners[i];
-        if (ln->loop == l->index && !ln->active && ln->fd >= 0 &&
-            evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
+        if (ln->loop != l->index || ln->active || ln->fd < 0)
+            continue;
+        if (evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
             ln->active = true;
+        else
+            all = false;
     }
-    l->accept_paused = false;
+    /* A listener the poller would not take back (epoll_ctl: ENOMEM) stays
+     * paused and is tried again on the retry timer; unpaused, nothing would
+     * ever watch it again and the server would stop accepting (fault run). */
+    l->accept_paused = !all;
+    if (!all)
+        l->accept_retry_at = evio__now_ns() + EVIO__ACCEPT_RETRY_NS;
 }
 
 static void fire_tick(evio_server *srv, int64_t now)
