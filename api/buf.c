@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "sys.h"
 
 /* The output_buffers and output_bytes counters see a queue only once it
  * outlives the flush after its event (evio__outq_held): a queue that the
@@ -35,7 +36,7 @@ static evio__outq *block_new(evio__loop *l)
     if (q) {
         l->spare = q->next;
         l->nspare--;
-    } else if (!(q = malloc(sizeof *q + EVIO__OUTQ_BLOCK))) {
+    } else if (!(q = evio__sys.malloc(sizeof *q + EVIO__OUTQ_BLOCK))) {
         return NULL;
     }
     q->head = q->tail = 0;
@@ -55,7 +56,7 @@ static void block_release(evio__loop *l, evio__outq *q)
         l->spare = q;
         l->nspare++;
     } else {
-        free(q);
+        evio__sys.free(q);
     }
 }
 
@@ -81,7 +82,7 @@ int evio__outq_append_slow(evio__loop *l, evio__outq **qp, const void *p, size_t
                     return -ENOMEM;
                 cap = cap * 2 + sizeof *q; /* whole blocks with their header */
             }
-            evio__outq *g = malloc(sizeof *g + cap);
+            evio__outq *g = evio__sys.malloc(sizeof *g + cap);
             if (!g)
                 return -ENOMEM;
             memcpy(g->data, q->data + q->head, len);
@@ -124,7 +125,7 @@ void evio__outq_cache_free(evio__loop *l)
     while (l->spare) {
         evio__outq *q = l->spare;
         l->spare = q->next;
-        free(q);
+        evio__sys.free(q);
     }
     l->nspare = 0;
 }

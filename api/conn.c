@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0 /* the BSDs: SO_NOSIGPIPE is set on the socket instead */
@@ -51,7 +52,7 @@ static void conn_apply(evio_conn *c, evio_action a)
 
 evio__conn_rare *evio__conn_rare_get(evio_conn *c)
 {
-    if (!c->rare && (c->rare = calloc(1, sizeof *c->rare))) {
+    if (!c->rare && (c->rare = evio__sys.calloc(1, sizeof *c->rare))) {
         c->rare->conn = c;
         c->rare->dial_timer.slot = SIZE_MAX;
     }
@@ -100,7 +101,7 @@ void evio__conn_close(evio_conn *c, int err)
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
     if (fd >= 0)
-        close(fd);
+        evio__sys.close(fd);
     c->fd = -1;
     const evio_events *ev = events_of(c);
     if (ev->closed)
@@ -132,7 +133,7 @@ static void conn_flush(evio_conn *c)
     size_t len = evio__outq_len(c->out);
     if (len == 0)
         return;
-    ssize_t n = send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL);
+    ssize_t n = evio__sys.send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             evio__conn_close(c, -errno);
@@ -157,7 +158,7 @@ static void conn_flush(evio_conn *c)
 static void conn_read(evio_conn *c)
 {
     evio__loop *l = c->loop;
-    ssize_t n = recv(c->fd, l->rbuf, sizeof l->rbuf, 0);
+    ssize_t n = evio__sys.recv(c->fd, l->rbuf, sizeof l->rbuf, 0);
     if (n > 0) {
         evio__count(&l->stats.bytes_in, (uint64_t)n);
         if (c->idle_ms)
@@ -193,7 +194,7 @@ static bool conn_update_unusual(evio_conn *c)
          * the peer learns why instead of seeing an EOF. */
         size_t len = evio__outq_len(c->out);
         ssize_t n = (c->flags & EVIO__CONN_TRANSLATED) && len
-                        ? send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL)
+                        ? evio__sys.send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL)
                         : 0;
         if (n > 0)
             evio__count(&c->loop->stats.bytes_out, (uint64_t)n);
@@ -228,7 +229,7 @@ static bool conn_finish_write(evio_conn *c)
 {
     if (!(c->flags & EVIO__CONN_WDONE)) {
         c->flags |= EVIO__CONN_WDONE;
-        if (shutdown(c->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+        if (evio__sys.shutdown(c->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
             evio__conn_close(c, -errno);
             return false;
         }
@@ -366,10 +367,10 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
                      socklen_t rlen)
 {
     evio_server *srv = l->srv;
-    evio_conn *c = calloc(1, sizeof *c);
+    evio_conn *c = evio__sys.calloc(1, sizeof *c);
     if (!c) {
         atomic_fetch_sub(&srv->accepted_open, 1);
-        close(fd);
+        evio__sys.close(fd);
         return;
     }
     c->flags = EVIO__CONN_INBOUND; /* counted in accepted_open by evio__accept */
@@ -396,8 +397,8 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
         evio__idmap_del(&l->ids, c->id);
         pthread_mutex_unlock(&l->lock);
         atomic_fetch_sub(&srv->accepted_open, 1);
-        close(fd);
-        free(c);
+        evio__sys.close(fd);
+        evio__sys.free(c);
         return;
     }
     c->interest = EVIO__READ;
@@ -453,7 +454,7 @@ static bool admit(evio__loop *l, int fd, const struct sockaddr_storage *ra, sock
 {
     if (evio__admit(l, (const struct sockaddr *)ra, rlen))
         return true;
-    close(fd);
+    evio__sys.close(fd);
     return false;
 }
 
@@ -461,10 +462,10 @@ static bool admit(evio__loop *l, int fd, const struct sockaddr_storage *ra, sock
 static void handoff(evio__loop *to, evio__listener *ln, int fd, const struct sockaddr_storage *ra,
                     socklen_t rlen)
 {
-    evio__handoff *h = malloc(sizeof *h);
+    evio__handoff *h = evio__sys.malloc(sizeof *h);
     if (!h) {
         atomic_fetch_sub(&to->srv->accepted_open, 1);
-        close(fd);
+        evio__sys.close(fd);
         return;
     }
     *h = (evio__handoff){.fd = fd, .ln = ln, .ra = *ra, .rlen = rlen};
@@ -482,11 +483,12 @@ void evio__accept(evio__loop *l, evio__listener *ln)
         struct sockaddr_storage ra;
         socklen_t rlen = sizeof ra;
 #ifdef HAVE_ACCEPT4
-        int fd = accept4(ln->fd, (struct sockaddr *)&ra, &rlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = evio__sys.accept(ln->fd, (struct sockaddr *)&ra, &rlen,
+                                  SOCK_NONBLOCK | SOCK_CLOEXEC);
 #else
-        int fd = accept(ln->fd, (struct sockaddr *)&ra, &rlen);
+        int fd = evio__sys.accept(ln->fd, (struct sockaddr *)&ra, &rlen, 0);
         if (fd >= 0 && (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0)) {
-            close(fd);
+            evio__sys.close(fd);
             continue;
         }
 #endif
@@ -540,12 +542,12 @@ void evio__conn_free(evio_conn *c)
     if (r) {
         if (r->xl && r->xl->free && r->xstate)
             r->xl->free(r->xstate);
-        free(r->errmsg);
-        free(r->dial);
-        free(r);
+        evio__sys.free(r->errmsg);
+        evio__sys.free(r->dial);
+        evio__sys.free(r);
     }
     evio__outq_free(c->loop, &c->out);
-    free(c); /* a UDP session's conn is its first member */
+    evio__sys.free(c); /* a UDP session's conn is its first member */
 }
 
 int evio_write(evio_conn *c, const void *buf, size_t len)

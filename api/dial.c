@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, uint64_t *id);
 
@@ -40,13 +41,13 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
     if (a.anyhost)
         return EVIO_EADDR; /* "tcp://:80": every address to serve, nowhere to dial */
 
-    evio_conn *c = calloc(1, sizeof *c);
-    evio__addr *dial = malloc(sizeof *dial);
+    evio_conn *c = evio__sys.calloc(1, sizeof *c);
+    evio__addr *dial = evio__sys.malloc(sizeof *dial);
     if (!c || !dial || !evio__conn_rare_get(c)) {
         if (c)
-            free(c->rare);
-        free(c);
-        free(dial);
+            evio__sys.free(c->rare);
+        evio__sys.free(c);
+        evio__sys.free(dial);
         return -ENOMEM;
     }
     *dial = a;
@@ -79,9 +80,9 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
     }
     pthread_mutex_unlock(&l->lock);
     if (err) {
-        free(dial);
-        free(c->rare);
-        free(c);
+        evio__sys.free(dial);
+        evio__sys.free(c->rare);
+        evio__sys.free(c);
         return err;
     }
     *id = c->id;
@@ -91,7 +92,7 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
 
 static void dial_connect(evio_conn *c, const struct sockaddr *sa, socklen_t len)
 {
-    int fd = socket(sa->sa_family, SOCK_STREAM, 0);
+    int fd = evio__sys.socket(sa->sa_family, SOCK_STREAM, 0);
     if (fd < 0) {
         evio__dial_fail(c, -errno);
         return;
@@ -106,11 +107,11 @@ static void dial_connect(evio_conn *c, const struct sockaddr *sa, socklen_t len)
 #endif
     /* A connect that completes at once (unix sockets) is still finished by
      * the writable event, so there is one path. */
-    if (connect(fd, sa, len) < 0 && errno != EINPROGRESS)
+    if (evio__sys.connect(fd, sa, len) < 0 && errno != EINPROGRESS)
         goto fail;
     int err = evio__loop_watch(c->loop, fd, EVIO__SLOT_CONN, c, EVIO__WRITE);
     if (err) {
-        close(fd);
+        evio__sys.close(fd);
         evio__dial_fail(c, err);
         return;
     }
@@ -119,7 +120,7 @@ static void dial_connect(evio_conn *c, const struct sockaddr *sa, socklen_t len)
     return;
 fail:;
     int e = -errno;
-    close(fd);
+    evio__sys.close(fd);
     evio__dial_fail(c, e);
 }
 
@@ -187,7 +188,7 @@ void evio__dial_process(evio__loop *l)
                 dial_connect(c, (const struct sockaddr *)&d->sa, d->len);
             }
         }
-        free(r);
+        evio__sys.free(r);
     }
 }
 
@@ -195,7 +196,7 @@ static void dial_done(evio_conn *c)
 {
     evio__heap_remove(&c->loop->timers, &c->rare->dial_timer);
     c->flags &= ~EVIO__CONN_CONNECTING;
-    free(c->rare->dial);
+    evio__sys.free(c->rare->dial);
     c->rare->dial = NULL;
 }
 
@@ -216,7 +217,7 @@ void evio__dial_ready(evio_conn *c)
 {
     int soerr = 0;
     socklen_t slen = sizeof soerr;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
+    if (evio__sys.getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &slen) < 0)
         soerr = errno;
     if (soerr) {
         evio__dial_fail(c, -soerr);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "sys.h"
 
 static size_t slot_of(const evio__idmap *m, uint64_t id)
 {
@@ -16,17 +17,19 @@ static size_t slot_of(const evio__idmap *m, uint64_t id)
 static int grow(evio__idmap *m)
 {
     size_t cap = m->cap ? m->cap * 2 : 64;
-    evio__idmap n = {.keys = calloc(cap, sizeof *n.keys), .vals = calloc(cap, sizeof *n.vals), .cap = cap};
+    evio__idmap n = {.keys = evio__sys.calloc(cap, sizeof *n.keys),
+                     .vals = evio__sys.calloc(cap, sizeof *n.vals),
+                     .cap = cap};
     if (!n.keys || !n.vals) {
-        free(n.keys);
-        free(n.vals);
+        evio__sys.free(n.keys);
+        evio__sys.free(n.vals);
         return -ENOMEM;
     }
     for (size_t i = 0; i < m->cap; i++)
         if (m->keys[i])
             evio__idmap_put(&n, m->keys[i], m->vals[i]);
-    free(m->keys);
-    free(m->vals);
+    evio__sys.free(m->keys);
+    evio__sys.free(m->vals);
     *m = n;
     return 0;
 }
@@ -85,7 +88,7 @@ void evio__idmap_del(evio__idmap *m, uint64_t id)
 
 void evio__idmap_free(evio__idmap *m)
 {
-    free(m->keys);
-    free(m->vals);
+    evio__sys.free(m->keys);
+    evio__sys.free(m->vals);
     *m = (evio__idmap){0};
 }

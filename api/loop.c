@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "sys.h"
 
 /* The loop this thread runs, so evio_dial() from a callback stays on it. */
 static _Thread_local evio__loop *current_loop;
@@ -83,17 +84,17 @@ void evio__loop_destroy(evio__loop *l)
     while (l->resolved) { /* answers that came after the loop stopped */
         evio__resolved *r = l->resolved;
         l->resolved = r->next;
-        free(r);
+        evio__sys.free(r);
     }
     while (l->sendq) { /* e.g. evio_send from closed() during shutdown */
         evio__sendreq *r = l->sendq;
         l->sendq = r->next;
-        free(r);
+        evio__sys.free(r);
     }
-    free(l->slots);
-    free(l->wakeq);
-    free(l->wakeq_spare);
-    free(l->woken);
+    evio__sys.free(l->slots);
+    evio__sys.free(l->wakeq);
+    evio__sys.free(l->wakeq_spare);
+    evio__sys.free(l->woken);
     evio__udp_free_table(l);
     evio__outq_cache_free(l);
 }
@@ -105,7 +106,7 @@ static int ensure_slot(evio__loop *l, int fd)
     int n = l->nslots ? l->nslots : 256;
     while (n <= fd)
         n *= 2;
-    evio__slot *s = realloc(l->slots, (size_t)n * sizeof *s);
+    evio__slot *s = evio__sys.realloc(l->slots, (size_t)n * sizeof *s);
     if (!s)
         return -ENOMEM;
     memset(s + l->nslots, 0, (size_t)(n - l->nslots) * sizeof *s);
@@ -118,7 +119,7 @@ int evio__loop_watch(evio__loop *l, int fd, int kind, void *ptr, unsigned mask)
 {
     int err = ensure_slot(l, fd);
     if (!err && mask)
-        err = evio__backend.set(l->poller, fd, 0, mask);
+        err = evio__sys.set(l->poller, fd, 0, mask);
     if (err)
         return err;
     l->slots[fd] = (evio__slot){.ptr = ptr, .since = (uint32_t)l->batch, .kind = (uint32_t)kind};
@@ -127,13 +128,13 @@ int evio__loop_watch(evio__loop *l, int fd, int kind, void *ptr, unsigned mask)
 
 int evio__loop_rewatch(evio__loop *l, int fd, unsigned old_mask, unsigned new_mask)
 {
-    return evio__backend.set(l->poller, fd, old_mask, new_mask);
+    return evio__sys.set(l->poller, fd, old_mask, new_mask);
 }
 
 void evio__loop_unwatch(evio__loop *l, int fd, unsigned old_mask)
 {
     if (old_mask)
-        evio__backend.set(l->poller, fd, old_mask, 0);
+        evio__sys.set(l->poller, fd, old_mask, 0);
     if (fd < l->nslots)
         l->slots[fd] = (evio__slot){0};
 }
@@ -157,13 +158,22 @@ void evio__loop_pause_accept(evio__loop *l)
 void evio__loop_resume_accept(evio__loop *l)
 {
     evio_server *srv = l->srv;
+    bool all = true;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         evio__listener *ln = &srv->listeners[i];
-        if (ln->loop == l->index && !ln->active && ln->fd >= 0 &&
-            evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
+        if (ln->loop != l->index || ln->active || ln->fd < 0)
+            continue;
+        if (evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
             ln->active = true;
+        else
+            all = false;
     }
-    l->accept_paused = false;
+    /* A listener the poller would not take back (epoll_ctl: ENOMEM) stays
+     * paused and is tried again on the retry timer; unpaused, nothing would
+     * ever watch it again and the server would stop accepting (fault run). */
+    l->accept_paused = !all;
+    if (!all)
+        l->accept_retry_at = evio__now_ns() + EVIO__ACCEPT_RETRY_NS;
 }
 
 static void fire_tick(evio_server *srv, int64_t now)
@@ -269,7 +279,7 @@ int evio__loop_run(evio__loop *l)
         int64_t timeout = run_timers(l);
         if (atomic_load(&srv->shutdown) || drained(l))
             break;
-        int n = evio__backend.poll(l->poller, l->fired, EVIO__MAX_EVENTS, timeout);
+        int n = evio__sys.poll(l->poller, l->fired, EVIO__MAX_EVENTS, timeout);
         if (n < 0) { /* a broken poller fails fast instead of spinning */
             current_loop = NULL;
             return n;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "internal.h"
+#include "sys.h"
 
 static void place(evio__heap *h, size_t i, evio__timer *t)
 {
@@ -43,7 +44,7 @@ int evio__heap_push(evio__heap *h, evio__timer *t)
 {
     if (h->len == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 16;
-        evio__timer **items = realloc(h->items, cap * sizeof *items);
+        evio__timer **items = evio__sys.realloc(h->items, cap * sizeof *items);
         if (!items)
             return -ENOMEM;
         h->items = items;
@@ -70,6 +71,6 @@ void evio__heap_remove(evio__heap *h, evio__timer *t)
 
 void evio__heap_free(evio__heap *h)
 {
-    free(h->items);
+    evio__sys.free(h->items);
     *h = (evio__heap){0};
 }

@@ -13,6 +13,7 @@
 #include <sys/un.h>
 
 #include "internal.h"
+#include "sys.h"
 
 #define UDP_READ_BUDGET 64 /* datagrams per listener per iteration */
 
@@ -80,7 +81,7 @@ static bool same_peer(const evio__udp_session *s, const evio__listener *ln,
 static int table_grow(evio__loop *l)
 {
     size_t cap = l->udp_cap ? l->udp_cap * 2 : 64;
-    evio__udp_session **t = calloc(cap, sizeof *t);
+    evio__udp_session **t = evio__sys.calloc(cap, sizeof *t);
     if (!t)
         return -ENOMEM;
     for (size_t i = 0; i < l->udp_cap; i++) {
@@ -91,7 +92,7 @@ static int table_grow(evio__loop *l)
             t[s->hash & (cap - 1)] = s;
         }
     }
-    free(l->udp_table);
+    evio__sys.free(l->udp_table);
     l->udp_table = t;
     l->udp_cap = cap;
     return 0;
@@ -130,7 +131,7 @@ static evio__udp_session *session_open(evio__loop *l, evio__listener *ln,
         return NULL;
     if (!evio__admit(l, (const struct sockaddr *)ra, rlen))
         return NULL; /* refused or filtered: the datagram is dropped */
-    evio__udp_session *s = calloc(1, sizeof *s);
+    evio__udp_session *s = evio__sys.calloc(1, sizeof *s);
     if (!s) {
         atomic_fetch_sub(&l->srv->accepted_open, 1);
         return NULL;
@@ -151,7 +152,7 @@ static evio__udp_session *session_open(evio__loop *l, evio__listener *ln,
     pthread_mutex_unlock(&l->lock);
     if (err) {
         atomic_fetch_sub(&l->srv->accepted_open, 1);
-        free(s);
+        evio__sys.free(s);
         return NULL;
     }
     s->hnext = l->udp_table[hash & (l->udp_cap - 1)];
@@ -182,7 +183,8 @@ void evio__udp_read(evio__loop *l, evio__listener *ln)
     for (int i = 0; i < UDP_READ_BUDGET && !atomic_load(&l->srv->shutdown); i++) {
         struct sockaddr_storage ra;
         socklen_t rlen = sizeof ra;
-        ssize_t n = recvfrom(ln->fd, l->rbuf, sizeof l->rbuf, 0, (struct sockaddr *)&ra, &rlen);
+        ssize_t n = evio__sys.recvfrom(ln->fd, l->rbuf, sizeof l->rbuf, 0, (struct sockaddr *)&ra,
+                                       &rlen);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return;
@@ -223,7 +225,8 @@ void evio__udp_read(evio__loop *l, evio__listener *ln)
 int evio__udp_write(evio_conn *c, const void *buf, size_t len)
 {
     evio__udp_session *s = session_of(c);
-    ssize_t n = sendto(s->ln->fd, buf, len, 0, (const struct sockaddr *)&s->peer, s->peerlen);
+    ssize_t n = evio__sys.sendto(s->ln->fd, buf, len, 0, (const struct sockaddr *)&s->peer,
+                                 s->peerlen);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS
                    ? 0 /* dropped because the socket is full: UDP may lose */
@@ -253,7 +256,7 @@ void evio__udp_close_sessions(evio__loop *l, const evio__listener *ln)
 
 void evio__udp_free_table(evio__loop *l)
 {
-    free(l->udp_table);
+    evio__sys.free(l->udp_table);
     l->udp_table = NULL;
     l->udp_cap = l->udp_len = 0;
 }

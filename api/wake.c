@@ -11,19 +11,20 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
 static int enqueue(evio__loop *l, uint64_t id)
 {
     if (l->wakeq_len == l->wakeq_cap) {
         size_t cap = l->wakeq_cap ? l->wakeq_cap * 2 : 64;
         if (cap > l->woken_cap) { /* the drain needs as much room */
-            evio_conn **w = realloc(l->woken, cap * sizeof *w);
+            evio_conn **w = evio__sys.realloc(l->woken, cap * sizeof *w);
             if (!w)
                 return -ENOMEM;
             l->woken = w;
             l->woken_cap = cap;
         }
-        uint64_t *q = realloc(l->wakeq, cap * sizeof *q);
+        uint64_t *q = evio__sys.realloc(l->wakeq, cap * sizeof *q);
         if (!q)
             return -ENOMEM;
         l->wakeq = q;
@@ -94,10 +95,10 @@ static void drain_inbox(evio__loop *l)
         atomic_fetch_sub(&l->load, 1); /* conn_open counts it again */
         if (atomic_load(&l->srv->shutdown)) {
             atomic_fetch_sub(&l->srv->accepted_open, 1);
-            close(fifo->fd);
+            evio__sys.close(fifo->fd);
         } else
             evio__conn_open(l, fifo->ln, fifo->fd, (struct sockaddr *)&fifo->ra, fifo->rlen);
-        free(fifo);
+        evio__sys.free(fifo);
         fifo = next;
     }
 }
@@ -109,7 +110,7 @@ static int send_request(evio_server *srv, uint64_t id, const void *buf, size_t l
         return EVIO_ENOTFOUND;
     if (!buf && len)
         return EVIO_EINVAL;
-    evio__sendreq *r = malloc(sizeof *r + len);
+    evio__sendreq *r = evio__sys.malloc(sizeof *r + len);
     if (!r)
         return -ENOMEM;
     *r = (evio__sendreq){.id = id, .close = close, .len = len};
@@ -127,7 +128,7 @@ static int send_request(evio_server *srv, uint64_t id, const void *buf, size_t l
     }
     pthread_mutex_unlock(&l->lock);
     if (!known) {
-        free(r);
+        evio__sys.free(r);
         return EVIO_ENOTFOUND;
     }
     evio__loop_signal(l);
@@ -176,7 +177,7 @@ static void drain_sends(evio__loop *l)
                 evio__conn_close(c, -ENOMEM); /* a hole in the stream is worse */
             }
         }
-        free(r);
+        evio__sys.free(r);
         r = next;
     }
 }

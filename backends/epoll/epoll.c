@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "sys.h"
 
 #define MAX_EVENTS 1024
 
@@ -41,7 +42,7 @@ struct evio__poller {
 
 static evio__poller *epoll_create_poller(void)
 {
-    evio__poller *p = malloc(sizeof *p);
+    evio__poller *p = evio__sys.malloc(sizeof *p);
     if (!p)
         return NULL;
     p->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -53,7 +54,7 @@ static evio__poller *epoll_create_poller(void)
             close(p->epfd);
         if (p->wakefd >= 0)
             close(p->wakefd);
-        free(p);
+        evio__sys.free(p);
         errno = err;
         return NULL;
     }
@@ -64,7 +65,7 @@ static void epoll_destroy_poller(evio__poller *p)
 {
     close(p->wakefd);
     close(p->epfd);
-    free(p);
+    evio__sys.free(p);
 }
 
 static int epoll_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_mask)
@@ -93,7 +94,7 @@ static int epoll_poll(evio__poller *p, evio__event *out, int max, int64_t timeou
         const struct epoll_event *e = &p->events[i];
         if (e->data.fd == -1) { /* our eventfd: drain it, report nothing */
             uint64_t count;
-            while (read(p->wakefd, &count, sizeof count) < 0 && errno == EINTR)
+            while (evio__sys.read(p->wakefd, &count, sizeof count) < 0 && errno == EINTR)
                 ;
             continue;
         }
@@ -112,7 +113,7 @@ static int epoll_wake(evio__poller *p)
     uint64_t one = 1;
     ssize_t n;
     int saved = errno; /* wake may run in a signal handler */
-    while ((n = write(p->wakefd, &one, sizeof one)) < 0 && errno == EINTR)
+    while ((n = evio__sys.write(p->wakefd, &one, sizeof one)) < 0 && errno == EINTR)
         ;
     int err = n < 0 && errno != EAGAIN ? -errno : 0;
     errno = saved;

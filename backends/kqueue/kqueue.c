@@ -60,6 +60,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "sys.h"
 
 /* EVIO_KQUEUE_PIPE_WAKE forces the self-pipe, to test it where
  * EVFILT_USER exists. */
@@ -101,9 +102,9 @@ static void kq_destroy(evio__poller *p)
     if (p->pipe[1] >= 0)
         close(p->pipe[1]);
 #endif
-    free(p->kev);
-    free(p->slot);
-    free(p);
+    evio__sys.free(p->kev);
+    evio__sys.free(p->slot);
+    evio__sys.free(p);
 }
 
 static int cloexec(int fd, int nonblock)
@@ -115,7 +116,7 @@ static int cloexec(int fd, int nonblock)
 
 static evio__poller *kq_create(void)
 {
-    evio__poller *p = calloc(1, sizeof *p);
+    evio__poller *p = evio__sys.calloc(1, sizeof *p);
     struct kevent ev;
     int err;
     if (p == NULL)
@@ -128,7 +129,7 @@ static evio__poller *kq_create(void)
 #else
     p->pipe[0] = p->pipe[1] = -1;
 #endif
-    if ((p->kev = malloc((size_t)p->cap * sizeof *p->kev)) == NULL
+    if ((p->kev = evio__sys.malloc((size_t)p->cap * sizeof *p->kev)) == NULL
         || (p->kq = kqueue()) < 0 || cloexec(p->kq, 0) < 0)
         goto fail;
 #if !KQ_USER_WAKE
@@ -165,7 +166,7 @@ static int kq_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_mask)
         int m = p->nslot ? p->nslot : 64, *s;
         while (m <= fd)
             m *= 2;
-        if ((s = realloc(p->slot, (size_t)m * sizeof *s)) == NULL)
+        if ((s = evio__sys.realloc(p->slot, (size_t)m * sizeof *s)) == NULL)
             return -ENOMEM;
         for (int i = p->nslot; i < m; i++)
             s[i] = 0;
@@ -212,7 +213,7 @@ static int kq_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_n
         tsp = &ts;
     }
     if (max > p->cap) { /* on failure, a smaller batch does */
-        struct kevent *k = realloc(p->kev, (size_t)max * sizeof *k);
+        struct kevent *k = evio__sys.realloc(p->kev, (size_t)max * sizeof *k);
         if (k != NULL) {
             p->kev = k;
             p->cap = max;
@@ -236,7 +237,7 @@ static int kq_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_n
 #if !KQ_USER_WAKE
         if (fd == p->pipe[0]) {
             char buf[64];
-            while (read(fd, buf, sizeof buf) > 0)
+            while (evio__sys.read(fd, buf, sizeof buf) > 0)
                 ;
             continue;
         }
@@ -266,7 +267,7 @@ static int kq_wake(evio__poller *p)
     if (kevent(p->kq, &ev, 1, NULL, 0, NULL) < 0)
         r = -errno;
 #else
-    if (write(p->pipe[1], "", 1) < 0 && errno != EAGAIN)
+    if (evio__sys.write(p->pipe[1], "", 1) < 0 && errno != EAGAIN)
         r = -errno;
 #endif
     errno = saved;

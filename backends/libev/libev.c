@@ -51,6 +51,7 @@
 #include <ev.h>
 
 #include "backend.h"
+#include "sys.h"
 
 /* The watcher for one fd; io comes first so libev's ev_io * is the watch. */
 struct watch {
@@ -131,7 +132,7 @@ static void defer(evio__poller *p, struct watch *w, unsigned mask)
     if (!w->backlog) {
         if (p->nbacklog == p->backlog_size) {
             int n = p->backlog_size ? 2 * p->backlog_size : 64;
-            int *b = realloc(p->backlog, (size_t)n * sizeof *b);
+            int *b = evio__sys.realloc(p->backlog, (size_t)n * sizeof *b);
             if (!b)
                 return; /* dropped after all: reported again next time */
             p->backlog = b;
@@ -241,7 +242,7 @@ static evio__poller *backend_create(void)
     pthread_once(&syserr_once, install_syserr);
     if (!(backend = pick_backend()))
         return NULL;
-    if (!(p = calloc(1, sizeof *p)))
+    if (!(p = evio__sys.calloc(1, sizeof *p)))
         return NULL;
     /* NOSIGMASK: we use no signal watchers, so libev has no reason to
      * touch the application's signal mask. */
@@ -249,7 +250,7 @@ static evio__poller *backend_create(void)
     p->loop = ev_loop_new(backend | EVFLAG_NOENV | EVFLAG_NOSIGMASK);
     if (!p->loop) {
         err = errno ? errno : ENOSYS; /* e.g. io_uring refused by the kernel */
-        free(p);
+        evio__sys.free(p);
         errno = err;
         return NULL;
     }
@@ -261,7 +262,7 @@ static evio__poller *backend_create(void)
      * does not block at all, and poll(-1) with no fds must wait for wake(). */
     if ((err = guarded(start_wakeup, p, 0)) < 0) {
         ev_loop_destroy(p->loop);
-        free(p);
+        evio__sys.free(p);
         errno = -err;
         return NULL;
     }
@@ -274,10 +275,10 @@ static void backend_destroy(evio__poller *p)
         return;
     ev_loop_destroy(p->loop); /* closes libev's own fds; ours are just memory */
     for (int fd = 0; fd < p->nio; fd++)
-        free(p->io[fd]);
-    free(p->io);
-    free(p->backlog);
-    free(p);
+        evio__sys.free(p->io[fd]);
+    evio__sys.free(p->io);
+    evio__sys.free(p->backlog);
+    evio__sys.free(p);
 }
 
 static int backend_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_mask)
@@ -299,7 +300,7 @@ static int backend_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_
         int n = p->nio ? p->nio : 64;
         while (n <= fd)
             n *= 2;
-        struct watch **io = realloc(p->io, (size_t)n * sizeof *io);
+        struct watch **io = evio__sys.realloc(p->io, (size_t)n * sizeof *io);
         if (!io)
             return -ENOMEM;
         memset(io + p->nio, 0, (size_t)(n - p->nio) * sizeof *io);
@@ -309,7 +310,7 @@ static int backend_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_
     if (!(w = p->io[fd])) {
         if (!events)
             return 0;
-        if (!(w = p->io[fd] = calloc(1, sizeof *w)))
+        if (!(w = p->io[fd] = evio__sys.calloc(1, sizeof *w)))
             return -ENOMEM;
         ev_init(&w->io, on_io);
         w->io.data = p;

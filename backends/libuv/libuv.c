@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "sys.h"
 
 /* A poll handle and what it is for; poll comes first so the uv_handle_t a
  * close callback gets is the watch. */
@@ -78,7 +79,7 @@ static void defer(evio__poller *p, struct watch *w, unsigned mask)
     if (!w->backlog) {
         if (p->nbacklog == p->backlog_size) {
             int n = p->backlog_size ? 2 * p->backlog_size : 64;
-            int *b = realloc(p->backlog, (size_t)n * sizeof *b);
+            int *b = evio__sys.realloc(p->backlog, (size_t)n * sizeof *b);
             if (!b)
                 return; /* dropped after all: reported again next time */
             p->backlog = b;
@@ -142,14 +143,14 @@ static void on_timer(uv_timer_t *handle)
 
 static void free_watch(uv_handle_t *handle)
 {
-    free(handle);
+    evio__sys.free(handle);
 }
 
 /* ------------------------------------------------------------ the ops */
 
 static evio__poller *backend_create(void)
 {
-    evio__poller *p = calloc(1, sizeof *p);
+    evio__poller *p = evio__sys.calloc(1, sizeof *p);
     int err;
 
     if (!p)
@@ -172,7 +173,7 @@ static evio__poller *backend_create(void)
     uv_timer_init(&p->loop, &p->timer); /* cannot fail */
     return p;
 fail:
-    free(p);
+    evio__sys.free(p);
     errno = -err;
     return NULL;
 }
@@ -189,9 +190,9 @@ static void backend_destroy(evio__poller *p)
     /* Run the close callbacks, ours and those of handles set() closed. */
     uv_run(&p->loop, UV_RUN_DEFAULT);
     uv_loop_close(&p->loop);
-    free(p->io);
-    free(p->backlog);
-    free(p);
+    evio__sys.free(p->io);
+    evio__sys.free(p->backlog);
+    evio__sys.free(p);
 }
 
 static int backend_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_mask)
@@ -216,7 +217,7 @@ static int backend_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_
         int n = p->nio ? p->nio : 64;
         while (n <= fd)
             n *= 2;
-        struct watch **io = realloc(p->io, (size_t)n * sizeof *io);
+        struct watch **io = evio__sys.realloc(p->io, (size_t)n * sizeof *io);
         if (!io)
             return -ENOMEM;
         memset(io + p->nio, 0, (size_t)(n - p->nio) * sizeof *io);
@@ -224,10 +225,10 @@ static int backend_set(evio__poller *p, int fd, unsigned old_mask, unsigned new_
         p->nio = n;
     }
     if (!w) {
-        if (!(w = malloc(sizeof *w)))
+        if (!(w = evio__sys.malloc(sizeof *w)))
             return -ENOMEM;
         if ((err = uv_poll_init(&p->loop, &w->poll, fd)) < 0) {
-            free(w); /* init failed before the handle joined the loop */
+            evio__sys.free(w); /* init failed before the handle joined the loop */
             return err;
         }
         w->p = p;
