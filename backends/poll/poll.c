@@ -34,6 +34,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "sys.h"
 
 struct evio__poller {
     struct pollfd *fds; /* fds[0] is the wake pipe's read end */
@@ -58,19 +59,19 @@ static void poll_destroy_poller(evio__poller *p)
         close(p->wake[0]);
     if (p->wake[1] >= 0)
         close(p->wake[1]);
-    free(p->fds);
-    free(p->pos);
-    free(p);
+    evio__sys.free(p->fds);
+    evio__sys.free(p->pos);
+    evio__sys.free(p);
 }
 
 static evio__poller *poll_create_poller(void)
 {
-    evio__poller *p = calloc(1, sizeof *p);
+    evio__poller *p = evio__sys.calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->wake[0] = p->wake[1] = -1;
     p->cap = 64;
-    p->fds = malloc((size_t)p->cap * sizeof *p->fds);
+    p->fds = evio__sys.malloc((size_t)p->cap * sizeof *p->fds);
     if (!p->fds || pipe(p->wake) < 0 || set_flags(p->wake[0]) < 0 || set_flags(p->wake[1]) < 0) {
         int err = errno;
         poll_destroy_poller(p);
@@ -86,7 +87,7 @@ static evio__poller *poll_create_poller(void)
 static int grow(evio__poller *p, int fd)
 {
     if (p->nfds == p->cap) {
-        struct pollfd *f = realloc(p->fds, (size_t)p->cap * 2 * sizeof *f);
+        struct pollfd *f = evio__sys.realloc(p->fds, (size_t)p->cap * 2 * sizeof *f);
         if (!f)
             return -ENOMEM;
         p->fds = f;
@@ -96,7 +97,7 @@ static int grow(evio__poller *p, int fd)
         int n = p->npos ? p->npos : 64;
         while (n <= fd)
             n *= 2;
-        int *q = realloc(p->pos, (size_t)n * sizeof *q);
+        int *q = evio__sys.realloc(p->pos, (size_t)n * sizeof *q);
         if (!q)
             return -ENOMEM;
         for (int i = p->npos; i < n; i++)
@@ -151,7 +152,7 @@ static int poll_poll(evio__poller *p, evio__event *out, int max, int64_t timeout
     if (n > 0 && p->fds[0].revents) { /* our pipe: drain it, report nothing */
         char buf[256];
         ssize_t r;
-        while ((r = read(p->wake[0], buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
+        while ((r = evio__sys.read(p->wake[0], buf, sizeof buf)) > 0 || (r < 0 && errno == EINTR))
             ;
         n--;
     }
@@ -179,7 +180,7 @@ static int poll_wake(evio__poller *p)
     char one = 1;
     ssize_t n;
     int saved = errno; /* wake may run in a signal handler */
-    while ((n = write(p->wake[1], &one, 1)) < 0 && errno == EINTR)
+    while ((n = evio__sys.write(p->wake[1], &one, 1)) < 0 && errno == EINTR)
         ;
     int err = n < 0 && errno != EAGAIN ? -errno : 0;
     errno = saved;
