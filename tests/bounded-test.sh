@@ -17,8 +17,16 @@
 # stays small).  Then, with the writer still connected, a normal client
 # must be answered; the writer closes, the server must drop its connection
 # (its fd count returns to what it was), answer again and stop with status
-# 0 on SIGTERM.  Every wait is bounded.  The last line is "N passed, N failed".
+# 0 on SIGTERM.
+#
+# Slowloris: 1,000 clients that each send an unfinished request head and
+# then one byte every 500 ms (and 100 that go silent after two header lines)
+# against the HTTP server run with --header-timeout 1000: every one must be
+# closed after that timeout (not before it), and the server's fds and RSS
+# must come back to their baseline.  Every wait is bounded.  The last line
+# is "N passed, N failed".
 set -u
+ulimit -n 4096 2>/dev/null || true # 1,100 slowloris clients and the server's ends
 echo_server=$1
 http_server=$2
 SECS=3
@@ -69,7 +77,7 @@ py() {
     timeout -k 5 $((SECS + 40)) python3 - "$@" "$SECS" "$BOUND_MIB" <<'PY'
 import os, select, socket, sys, time
 what, port, pid, secs, bound_mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
-HTTP = what.startswith("http")
+HTTP = what in ("http", "slowloris")
 
 def rss_kib():
     with open("/proc/%d/status" % pid) as f:
@@ -114,7 +122,62 @@ def wait_for(cond, what):
             raise SystemExit("timed out (5 s) waiting for " + what)
         time.sleep(0.02)
 
-if what in ("echo", "http"):
+if what == "slowloris":
+    import selectors
+    normal()
+    time.sleep(0.2)
+    fds0, base = nfds(), rss_kib()
+    timeout_s = 1.0
+    conns = []
+    t0 = time.monotonic()
+    for i in range(1100):
+        c = socket.create_connection(("127.0.0.1", port), timeout=10)
+        c.setblocking(False)
+        # 1,000 trickle a head forever; 100 send two header lines, then nothing
+        c.sendall(b"GET / HTTP/1.1\r\nHost" if i < 1000 else b"GET / HTTP/1.1\r\nHost: x\r\n")
+        conns.append([c, time.monotonic(), None])
+    peak = rss_kib()
+    sel = selectors.DefaultSelector()
+    for k, e in enumerate(conns):
+        sel.register(e[0], selectors.EVENT_READ, k)
+    open_left, next_drip, deadline = len(conns), time.monotonic() + 0.5, time.monotonic() + 30
+    while open_left and time.monotonic() < deadline:
+        for key, _ in sel.select(0.05):
+            e = conns[key.data]
+            try:
+                d = e[0].recv(4096)
+            except (ConnectionResetError, BrokenPipeError):
+                d = b""
+            if not d:
+                e[2] = time.monotonic()
+                sel.unregister(e[0])
+                e[0].close()
+                open_left -= 1
+        if time.monotonic() >= next_drip:
+            peak = max(peak, rss_kib())
+            for e in conns[:1000]:
+                if e[2] is None:
+                    try:
+                        e[0].send(b"x")
+                    except OSError:
+                        pass
+            next_drip += 0.5
+    if open_left:
+        raise SystemExit("%d of %d slow clients still open after 30 s" % (open_left, len(conns)))
+    early = [e[2] - e[1] for e in conns if e[2] - e[1] < timeout_s - 0.1]
+    if early:
+        raise SystemExit("%d clients closed before the 1 s header timeout (first after %.2f s)" % (len(early), min(early)))
+    last = max(e[2] for e in conns) - t0
+    wait_for(lambda: nfds() <= fds0, "the server's fds to come back to %d" % fds0)
+    time.sleep(0.3)
+    end = rss_kib()
+    print("1,100 slow clients (1,000 dripping a head, 100 silent) all closed by the 1 s header timeout, the last %.1f s after the first connected; server VmRSS %d KiB before, peak %d KiB, after %d KiB"
+          % (last, base, peak, end))
+    if end - base > 2048:
+        raise SystemExit("the server's RSS stayed %d KiB above its baseline" % (end - base))
+    normal()
+    print("a normal client is answered afterwards")
+elif what in ("echo", "http"):
     normal()                      # warm: the first read buffer is touched
     time.sleep(0.2)
     fds0, base = nfds(), rss_kib()
@@ -159,7 +222,7 @@ PY
 run() { # run LABEL WHAT SERVER ARGS...
     label=$1 what=$2; shift 2
     if [ ! -x "$1" ]; then
-        if [ "$what" = http ]; then
+        if [ "$what" != echo ]; then
             echo "SKIP: $label: $1 not built (configure found no OpenSSL, which the HTTP example needs)"
         else
             bad "$label" "$1 not built"
@@ -186,4 +249,5 @@ run() { # run LABEL WHAT SERVER ARGS...
 
 run "echo, a client that writes and never reads" echo "$echo_server" --port 0
 run "HTTP, pipelined GETs never read" http "$http_server" --host 127.0.0.1 --port 0 --tlsport -1
+run "HTTP, 1,100 slowloris clients" slowloris "$http_server" --host 127.0.0.1 --port 0 --tlsport -1 --header-timeout 1000
 finish
