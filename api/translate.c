@@ -7,40 +7,36 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "sys.h"
 
-/* Before opened(): ask the application which translator c gets and let it
- * set up.  false: the translator refused, c is gone (it never opened, so
- * closed() does not fire). */
-bool evio__translate_open(evio_conn *c, const evio_info *info)
+/* c cannot get its translator: it never opened, so closed() does not fire;
+ * but a dial still owes one opened and one closed. */
+static bool translate_refused(evio_conn *c, int err)
 {
-    const evio_translator *t = c->loop->srv->ev->translate(c, info);
-    if (!t)
-        return true;
-    if (!evio__conn_rare_get(c)) {
-        if (c->listener < 0) {
-            evio__dial_fail(c, -ENOMEM);
-            return false;
-        }
-        int fd = c->fd;
-        evio__conn_unlink(c);
-        c->fd = -1;
-        close(fd);
-        return false;
-    }
-    c->rare->xl = t;
-    c->flags |= EVIO__CONN_TRANSLATED;
-    int err = t->open(t, c, &c->rare->xstate);
-    if (err == 0)
-        return true;
-    if (c->listener < 0) { /* a dial still owes one opened and one closed */
+    if (c->listener < 0) {
         evio__dial_fail(c, err);
         return false;
     }
     int fd = c->fd;
     evio__conn_unlink(c);
     c->fd = -1;
-    close(fd);
+    evio__sys.close(fd);
     return false;
+}
+
+/* Before opened(): ask the application which translator c gets and let it
+ * set up.  false: the translator refused, c is gone. */
+bool evio__translate_open(evio_conn *c, const evio_info *info)
+{
+    const evio_translator *t = c->loop->srv->ev->translate(c, info);
+    if (!t)
+        return true;
+    if (!evio__conn_rare_get(c))
+        return translate_refused(c, -ENOMEM);
+    c->rare->xl = t;
+    c->flags |= EVIO__CONN_TRANSLATED;
+    int err = t->open(t, c, &c->rare->xstate);
+    return err == 0 || translate_refused(c, err);
 }
 
 int evio_translator_deliver(evio_conn *c, const void *data, size_t len)
