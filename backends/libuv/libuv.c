@@ -116,8 +116,15 @@ static void on_poll(uv_poll_t *handle, int status, int events)
     evio__poller *p = w->p;
     unsigned mask = 0;
 
-    if (status < 0) /* UV_EBADF for POLLERR: libuv has stopped the handle */
+    if (status < 0) { /* UV_EBADF for POLLERR: libuv has stopped the handle */
         mask = w->interest;
+        /* Watch on: if the frontend's read or write does not meet the
+         * error this time (EINTR, a short read), the fd must be reported
+         * again, as the other backends' level triggering would. */
+        uv_poll_start(handle, (w->interest & EVIO__READ ? UV_READABLE : 0) |
+                                  (w->interest & EVIO__WRITE ? UV_WRITABLE : 0),
+                      on_poll);
+    }
     if (events & UV_READABLE)
         mask |= EVIO__READ;
     if (events & UV_WRITABLE)
