@@ -51,9 +51,14 @@ static int remove_stale_socket(const evio__addr *a)
     struct stat st;
     if (lstat(sun->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode))
         return 0; /* nothing there, or bind will say what is wrong */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0); /* SOCK_NONBLOCK is Linux's */
     if (fd < 0)
         return -errno;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
     int rc = connect(fd, (const struct sockaddr *)&a->sa, a->len) == 0 ? 0 : errno;
     close(fd);
     if (rc != ECONNREFUSED)
