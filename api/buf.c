@@ -3,7 +3,12 @@
  * A connection holds a queue only while the socket has not taken all of
  * its output: an idle connection costs no buffer.  Queues of one block come
  * from a small per-loop cache and go back to it when they drain, so the
- * write path of a request that fits the socket makes no malloc or free. */
+ * write path of a request that fits the socket makes no malloc or free.
+ *
+ * With a completion backend the kernel reads a block while the send is in
+ * flight: the block is pinned, and a queue that must grow meanwhile moves
+ * to a new block and keeps the pinned one (as next) until the send's
+ * result comes. */
 #include "config.h"
 
 #include <errno.h>
@@ -43,6 +48,7 @@ static evio__outq *block_new(evio__loop *l)
     q->cap = EVIO__OUTQ_BLOCK;
     q->next = NULL;
     q->counted = false;
+    q->pinned = false;
     return q;
 }
 
@@ -72,8 +78,9 @@ int evio__outq_append_slow(evio__loop *l, evio__outq **qp, const void *p, size_t
     }
     if (q->cap - q->tail < n) {
         size_t len = evio__outq_len(q);
-        if (q->cap - len >= n) { /* slide down: a queue that drains as fast
-                                  * as it fills never grows */
+        if (q->cap - len >= n && !q->pinned) { /* slide down: a queue that
+                                                * drains as fast as it fills
+                                                * never grows */
             memmove(q->data, q->data + q->head, len);
         } else {
             size_t cap = q->cap;
@@ -87,10 +94,15 @@ int evio__outq_append_slow(evio__loop *l, evio__outq **qp, const void *p, size_t
                 return -ENOMEM;
             memcpy(g->data, q->data + q->head, len);
             g->cap = cap;
-            g->next = NULL;
             g->counted = false;
+            g->pinned = false;
             bool counted = q->counted;
-            block_release(l, q);
+            if (q->pinned) { /* the kernel still reads it: keep it */
+                g->next = q;
+            } else {
+                g->next = q->next;
+                block_release(l, q);
+            }
             if (counted)
                 evio__outq_held(l, g);
             *qp = q = g;
@@ -108,8 +120,20 @@ void evio__outq_free_slow(evio__loop *l, evio__outq **qp)
     evio__outq *q = *qp;
     if (!q)
         return;
+    if (q->next) /* never while its send is in flight: the connection waits */
+        block_release(l, q->next);
     block_release(l, q);
     *qp = NULL;
+}
+
+void evio__outq_unpin(evio__loop *l, evio__outq *q)
+{
+    if (q->next) { /* the queue moved during the send: the old block goes */
+        q->next->pinned = false;
+        block_release(l, q->next);
+        q->next = NULL;
+    }
+    q->pinned = false;
 }
 
 void evio__outq_consume(evio__loop *l, evio__outq **qp, size_t n)

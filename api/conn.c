@@ -8,7 +8,14 @@
  * What a peer can make us hold is bounded here: output past the
  * high-water mark stops reading (conn_high_water), output that makes no
  * progress meets the write timeout (idle.c), and a drained queue is given
- * back at once (buf.c). */
+ * back at once (buf.c).
+ *
+ * With a completion backend (EVIO__CONN_RING) the same rules run on
+ * results instead of readiness: a receive stays armed while the connection
+ * wants input and its results go where read()'s bytes go; the flush hands
+ * the queue to one send at a time and its result consumes it.  Closing
+ * cancels what is outstanding, and the connection is freed only after the
+ * last result (loop->limbo). */
 #include "config.h"
 
 #include <errno.h>
@@ -63,15 +70,23 @@ void evio__conn_unlink(evio_conn *c)
 {
     evio__loop *l = c->loop;
     c->flags |= EVIO__CONN_DEAD;
-    if (c->is_udp)
+    if (c->is_udp) {
         evio__udp_forget(c);
-    else if (c->fd >= 0)
+    } else if (c->flags & EVIO__CONN_RING) { /* interest stays: what is outstanding */
+        unsigned ops = (c->interest & EVIO__WRITE ? EVIO__OP_SEND : 0) |
+                       ((c->interest & EVIO__READ) && !(c->flags & EVIO__CONN_RCANCEL) ? EVIO__OP_RECV : 0);
+        if (ops)
+            evio__backend.cancel(l->poller, c, ops);
+        c->flags |= EVIO__CONN_RCANCEL;
+    } else if (c->fd >= 0) {
         evio__loop_unwatch(l, c->fd, c->interest);
+    }
     evio__idle_disarm(c);
     evio__count(&l->stats.closed, 1);
     if (c->flags & EVIO__CONN_INBOUND)
         atomic_fetch_sub(&l->srv->accepted_open, 1);
-    c->interest = 0;
+    if (!(c->flags & EVIO__CONN_RING))
+        c->interest = 0;
     pthread_mutex_lock(&l->lock);
     evio__idmap_del(&l->ids, c->id);
     pthread_mutex_unlock(&l->lock);
@@ -124,6 +139,29 @@ static void conn_detach(evio_conn *c)
     evio__server_act(c->loop->srv, ev->detached(c, fd));
 }
 
+/* Completion mode: hand the queue to one send; conn_sent takes its result. */
+static void conn_send(evio_conn *c, size_t len)
+{
+    evio__loop *l = c->loop;
+    evio__outq *q = c->out;
+    int err = evio__backend.send(l->poller, c->fd, q->data + q->head, len, c);
+    if (err) {
+        evio__conn_close(c, err);
+        return;
+    }
+    q->pinned = true;
+    c->interest |= EVIO__WRITE;
+    c->last_output = l->ms; /* the write timeout counts from here */
+    /* Onto the wheel for the write timeout.  One already there for it
+     * stays (the wheel looks again when its slot comes), so a busy
+     * connection pays this about once per timeout, not per send. */
+    if ((!c->wslot || c->idle_ms || c->rare || (c->flags & EVIO__CONN_DEADLINE)) &&
+        evio__conn_write_ms(c) > 0)
+        evio__idle_arm(c);
+}
+
+static void conn_write(evio_conn *c, size_t len);
+
 /* One write attempt, wrapped in prewrite/postwrite. */
 static void conn_flush(evio_conn *c)
 {
@@ -133,6 +171,16 @@ static void conn_flush(evio_conn *c)
     size_t len = evio__outq_len(c->out);
     if (len == 0)
         return;
+    if (c->flags & EVIO__CONN_RING)
+        conn_send(c, len < EVIO__SEND_MAX ? len : EVIO__SEND_MAX); /* postwrite: with the result */
+    else
+        conn_write(c, len);
+}
+
+/* One send(), and its postwrite. */
+static void conn_write(evio_conn *c, size_t len)
+{
+    const evio_events *ev = events_of(c);
     ssize_t n = evio__sys.send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -155,33 +203,45 @@ static void conn_flush(evio_conn *c)
         conn_apply(c, ev->postwrite(c, (size_t)n, evio__outq_len(c->out)));
 }
 
+/* Input from the peer, to the translator or the application. */
+static void conn_input(evio_conn *c, const char *in, size_t n)
+{
+    evio__loop *l = c->loop;
+    evio__count(&l->stats.bytes_in, (uint64_t)n);
+    if (c->idle_ms)
+        c->last_input = l->ms;
+    const evio_events *ev = events_of(c);
+    if (c->flags & EVIO__CONN_TRANSLATED) {
+        int err = c->rare->xl->input(c->rare->xstate, c, in, n);
+        if (err)
+            evio__conn_fail(c, err);
+    } else if (ev->data) {
+        conn_apply(c, ev->data(c, in, n));
+    }
+}
+
+/* The peer is done sending. */
+static void conn_eof(evio_conn *c)
+{
+    const evio_events *ev = events_of(c);
+    if (!ev->eof) {
+        c->flags |= EVIO__CONN_CLOSING; /* Go evio's way: flush, then close */
+    } else {
+        c->flags |= EVIO__CONN_RDONE;
+        conn_apply(c, ev->eof(c));
+    }
+}
+
 static void conn_read(evio_conn *c)
 {
     evio__loop *l = c->loop;
     ssize_t n = evio__sys.recv(c->fd, l->rbuf, sizeof l->rbuf, 0);
-    if (n > 0) {
-        evio__count(&l->stats.bytes_in, (uint64_t)n);
-        if (c->idle_ms)
-            c->last_input = l->ms;
-        const evio_events *ev = events_of(c);
-        if (c->flags & EVIO__CONN_TRANSLATED) {
-            int err = c->rare->xl->input(c->rare->xstate, c, l->rbuf, (size_t)n);
-            if (err)
-                evio__conn_fail(c, err);
-        } else if (ev->data) {
-            conn_apply(c, ev->data(c, l->rbuf, (size_t)n));
-        }
-    } else if (n == 0) { /* the peer is done sending */
-        const evio_events *ev = events_of(c);
-        if (!ev->eof) {
-            c->flags |= EVIO__CONN_CLOSING; /* Go evio's way: flush, then close */
-        } else {
-            c->flags |= EVIO__CONN_RDONE;
-            conn_apply(c, ev->eof(c));
-        }
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    if (n > 0)
+        conn_input(c, l->rbuf, (size_t)n);
+    else if (n == 0)
+        conn_eof(c);
+    else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
         evio__conn_close(c, -errno);
-    }
 }
 
 /* The states conn_update rarely meets; false when nothing is left to do. */
@@ -193,6 +253,8 @@ static bool conn_update_unusual(evio_conn *c)
         /* A failing translator's last words (a TLS alert) get one try, so
          * the peer learns why instead of seeing an EOF. */
         size_t len = evio__outq_len(c->out);
+        if (c->interest & EVIO__WRITE && (c->flags & EVIO__CONN_RING))
+            len = 0; /* a send is in flight: these bytes would overtake it */
         ssize_t n = (c->flags & EVIO__CONN_TRANSLATED) && len
                         ? evio__sys.send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL)
                         : 0;
@@ -256,6 +318,29 @@ static void conn_high_water(evio_conn *c, size_t pending)
     }
 }
 
+static void conn_replay(evio_conn *c);
+
+/* Completion mode: keep a receive outstanding exactly while c wants input.
+ * A receive asked to end may still deliver (conn_received stashes it); a
+ * new one starts only after its last result. */
+static void conn_watch_ring(evio_conn *c, bool read)
+{
+    evio__loop *l = c->loop;
+    if (read && c->rare && (c->rare->stash || c->rare->stash_eof)) {
+        conn_replay(c);
+    } else if (read && !(c->interest & EVIO__READ)) {
+        int err = evio__backend.recv(l->poller, c->fd, c);
+        if (err) {
+            evio__conn_close(c, err);
+            return;
+        }
+        c->interest |= EVIO__READ;
+    } else if (!read && (c->interest & EVIO__READ) && !(c->flags & EVIO__CONN_RCANCEL)) {
+        c->flags |= EVIO__CONN_RCANCEL;
+        evio__backend.cancel(l->poller, c, EVIO__OP_RECV);
+    }
+}
+
 /* Bring the socket in line with the connection's state: flush new output,
  * finish a close or detach, and watch exactly what is needed. */
 void evio__conn_update(evio_conn *c)
@@ -271,6 +356,16 @@ void evio__conn_update(evio_conn *c)
     }
     size_t pending = evio__outq_len(c->out);
     if (!pending && (c->flags & (EVIO__CONN_DETACHING | EVIO__CONN_CLOSING | EVIO__CONN_WSHUT))) {
+        if ((c->flags & EVIO__CONN_DETACHING) && (c->flags & EVIO__CONN_RING) &&
+            (c->interest || (c->rare && (c->rare->stash || c->rare->stash_eof)))) {
+            /* The fd is handed over only once the backend has let go of it;
+             * input it took meanwhile goes to data() first. */
+            if (c->interest)
+                conn_watch_ring(c, false);
+            else
+                conn_replay(c);
+            return;
+        }
         if (c->flags & EVIO__CONN_DETACHING) {
             conn_detach(c);
             return;
@@ -288,6 +383,10 @@ void evio__conn_update(evio_conn *c)
                                  EVIO__CONN_FULL | EVIO__CONN_RDONE))
                         ? 0
                         : EVIO__READ;
+    if (c->flags & EVIO__CONN_RING) {
+        conn_watch_ring(c, want);
+        return;
+    }
     if (pending)
         want |= EVIO__WRITE;
     if (want != c->interest) {
@@ -309,6 +408,8 @@ void evio__conn_update(evio_conn *c)
  * true if the socket took something (c may have closed meanwhile). */
 bool evio__conn_retry_write(evio_conn *c)
 {
+    if (c->flags & EVIO__CONN_RING)
+        return false; /* the send in flight reports any progress itself */
     size_t before = evio__outq_len(c->out);
     c->loop->current = c;
     conn_flush(c);
@@ -321,8 +422,13 @@ bool evio__conn_retry_write(evio_conn *c)
 
 void evio__conn_shutdown(evio_conn *c)
 {
-    if (c->out && !(c->flags & EVIO__CONN_RESET))
-        conn_flush(c); /* one last non-blocking attempt */
+    /* One last non-blocking attempt (never past a send in flight). */
+    if (c->out && !(c->flags & EVIO__CONN_RESET)) {
+        if (!(c->flags & EVIO__CONN_RING))
+            conn_flush(c);
+        else if (!(c->interest & EVIO__WRITE))
+            conn_write(c, evio__outq_len(c->out));
+    }
     evio__conn_close(c, 0);
 }
 
@@ -336,6 +442,8 @@ void evio__conn_after(evio_conn *c, evio_action a)
 
 void evio__conn_ready(evio_conn *c, unsigned mask)
 {
+    if (c->flags & EVIO__CONN_RING)
+        return; /* readiness from before it connected: stale */
     if (c->flags & EVIO__CONN_CONNECTING) {
         evio__dial_ready(c);
         return;
@@ -349,6 +457,117 @@ void evio__conn_ready(evio_conn *c, unsigned mask)
         conn_read(c);
     evio__conn_update(c);
     c->loop->current = NULL;
+}
+
+/* ---------------------------------------------------------------- completion mode */
+
+/* Input received while c did not want it, kept for when it does. */
+static void conn_stash(evio_conn *c, const char *in, size_t n)
+{
+    evio__conn_rare *r = evio__conn_rare_get(c);
+    if (!r || evio__outq_append_slow(c->loop, &r->stash, in, n) != 0)
+        evio__conn_fail(c, -ENOMEM); /* dropping it would corrupt the stream */
+}
+
+/* Give data() what was stashed, as if it had just been received: at most
+ * one read buffer's worth at a time, as a readiness backend would. */
+static void conn_replay(evio_conn *c)
+{
+    evio__loop *l = c->loop;
+    evio__conn_rare *r = c->rare;
+    evio_conn *was = l->current;
+    l->current = c;
+    if (r->stash) {
+        size_t n = evio__outq_len(r->stash);
+        if (n > EVIO__READ_BUFFER)
+            n = EVIO__READ_BUFFER;
+        memcpy(l->rbuf, r->stash->data + r->stash->head, n); /* data() may stash again */
+        evio__outq_consume(l, &r->stash, n);
+        conn_input(c, l->rbuf, n);
+    } else if (r->stash_eof) {
+        r->stash_eof = false;
+        conn_eof(c);
+    }
+    l->current = was;
+    evio__conn_update(c);
+}
+
+static void conn_received(evio_conn *c, const evio__event *e)
+{
+    bool wanted = !(c->flags & (EVIO__CONN_CLOSING | EVIO__CONN_DETACHING | EVIO__CONN_PAUSED |
+                                EVIO__CONN_FULL | EVIO__CONN_RDONE)) &&
+                  !(c->rare && (c->rare->stash || c->rare->stash_eof)); /* keeps order */
+    if (e->res > 0) {
+        if (c->flags & EVIO__CONN_CLOSING)
+            return; /* what a readiness backend would never have read */
+        if (wanted)
+            conn_input(c, e->data, (size_t)e->res);
+        else
+            conn_stash(c, e->data, (size_t)e->res);
+    } else if (e->res == 0) {
+        if (wanted)
+            conn_eof(c);
+        else if (evio__conn_rare_get(c))
+            c->rare->stash_eof = true;
+        else
+            evio__conn_fail(c, -ENOMEM);
+    } else if (e->res != -ENOBUFS && e->res != -ECANCELED && e->res != -EINTR &&
+               e->res != -EAGAIN) {
+        evio__conn_close(c, e->res); /* ENOBUFS: out of buffers; update starts another */
+    }
+}
+
+static void conn_sent(evio_conn *c, int res)
+{
+    evio__loop *l = c->loop;
+    if (res < 0) {
+        if (res != -EAGAIN && res != -EINTR) {
+            evio__conn_close(c, res);
+            return;
+        }
+        res = 0;
+    }
+    size_t n = (size_t)res;
+    evio__count(&l->stats.bytes_out, n);
+    evio__outq_consume(l, &c->out, n);
+    if (c->out) {
+        evio__outq_held(l, c->out);
+        if (n)
+            c->last_output = l->ms;
+    }
+    const evio_events *ev = events_of(c);
+    if (ev->postwrite)
+        conn_apply(c, ev->postwrite(c, n, evio__outq_len(c->out)));
+}
+
+/* A result of c's receive or send. */
+void evio__conn_complete(evio_conn *c, const evio__event *e)
+{
+    evio__loop *l = c->loop;
+    if (e->op == EVIO__OP_SEND) {
+        c->interest &= (uint8_t)~EVIO__WRITE;
+        evio__outq_unpin(l, c->out);
+    } else if (!e->more) {
+        c->interest &= (uint8_t)~EVIO__READ;
+        c->flags &= ~EVIO__CONN_RCANCEL;
+    }
+    if (c->flags & EVIO__CONN_DEAD)
+        return; /* a last result: loop->limbo frees c once it has them all */
+    l->current = c;
+    if (e->op == EVIO__OP_SEND)
+        conn_sent(c, e->res);
+    else
+        conn_received(c, e);
+    evio__conn_update(c);
+    l->current = NULL;
+}
+
+/* A dialed connection has connected: from now on the backend does its I/O. */
+void evio__conn_use_ring(evio_conn *c)
+{
+    evio__loop_unwatch(c->loop, c->fd, c->interest);
+    c->interest = 0;
+    c->flags |= EVIO__CONN_RING;
 }
 
 void evio__conn_link(evio__loop *l, evio_conn *c)
@@ -390,8 +609,12 @@ void evio__conn_open(evio__loop *l, evio__listener *ln, int fd, const struct soc
     c->id = evio__loop_next_id(l);
     int err = evio__idmap_put(&l->ids, c->id, c);
     pthread_mutex_unlock(&l->lock);
-    if (!err)
+    if (!err && l->completion) {
+        c->flags |= EVIO__CONN_RING;
+        err = evio__backend.recv(l->poller, fd, c);
+    } else if (!err) {
         err = evio__loop_watch(l, fd, EVIO__SLOT_CONN, c, EVIO__READ);
+    }
     if (err) {
         pthread_mutex_lock(&l->lock);
         evio__idmap_del(&l->ids, c->id);
@@ -477,6 +700,19 @@ static void handoff(evio__loop *to, evio__listener *ln, int fd, const struct soc
     evio__loop_signal(to);
 }
 
+/* A new connection: admitted, then opened here or on the loop that gets it. */
+static void accepted(evio__loop *l, evio__listener *ln, int fd, const struct sockaddr_storage *ra,
+                     socklen_t rlen)
+{
+    if (!admit(l, fd, ra, rlen))
+        return;
+    evio__loop *to = ln->per_loop || l->srv->nloops == 1 ? l : evio__server_pick_loop(l->srv);
+    if (to == l)
+        evio__conn_open(l, ln, fd, (const struct sockaddr *)ra, rlen);
+    else
+        handoff(to, ln, fd, ra, rlen);
+}
+
 void evio__accept(evio__loop *l, evio__listener *ln)
 {
     for (int i = 0; i < EVIO__ACCEPT_BUDGET && !atomic_load(&l->srv->shutdown); i++) {
@@ -501,14 +737,28 @@ void evio__accept(evio__loop *l, evio__listener *ln)
             }
             continue;
         }
-        if (!admit(l, fd, &ra, rlen))
-            continue;
-        evio__loop *to = ln->per_loop || l->srv->nloops == 1 ? l : evio__server_pick_loop(l->srv);
-        if (to == l)
-            evio__conn_open(l, ln, fd, (struct sockaddr *)&ra, rlen);
-        else
-            handoff(to, ln, fd, &ra, rlen);
+        accepted(l, ln, fd, &ra, rlen);
     }
+}
+
+/* Completion mode: a result of ln's accept. */
+void evio__accept_complete(evio__loop *l, evio__listener *ln, const evio__event *e)
+{
+    if (!e->more)
+        ln->armed = false;
+    if (e->res >= 0) {
+        struct sockaddr_storage ra;
+        socklen_t rlen = sizeof ra;
+        if (ln->fd < 0 || atomic_load(&l->srv->shutdown) ||
+            getpeername(e->res, (struct sockaddr *)&ra, &rlen) < 0) /* closed, or reset already */
+            evio__sys.close(e->res);
+        else
+            accepted(l, ln, e->res, &ra, rlen);
+    } else if (e->res != -ECANCELED && accept_paused_by(-e->res)) {
+        evio__loop_pause_accept(l);
+    }
+    if (!ln->armed && ln->active && ln->fd >= 0 && !atomic_load(&l->srv->shutdown))
+        evio__loop_listen(l, ln, true); /* a multishot accept ended: again */
 }
 
 /* ---------------------------------------------------------------- public */

@@ -224,6 +224,8 @@ void evio__dial_ready(evio_conn *c)
         return;
     }
     dial_done(c);
+    if (c->loop->completion) /* connected: the backend does its I/O now */
+        evio__conn_use_ring(c);
     const evio_events *ev = c->loop->srv->ev;
     if (ev->idle_timeout_ms > 0) { /* opened() may still change it */
         c->idle_ms = ev->idle_timeout_ms;

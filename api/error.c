@@ -20,6 +20,7 @@ const char *evio_strerror(int err)
     case EVIO_ENONAME: return "host name not found";
     case EVIO_EUDP: return "not available for UDP sessions (wake, dial)";
     case EVIO_ETRANSLATE: return "the connection's translator failed (evio_conn_error() says why)";
+    case EVIO_EUNAVAILABLE: return "the backend this library was built with cannot run here (io_uring: disabled by the sysctl kernel.io_uring_disabled, refused by a seccomp profile such as Docker's default, or a kernel older than 6.1); rebuild with --with-backend=epoll or run where io_uring is allowed";
     }
     if (err < 0 && err > -4096)
         return strerror(-err); /* glibc and the BSDs return static strings */

@@ -49,6 +49,7 @@ enum {
     EVIO_ENONAME   = -10009, /* a dialed host name could not be resolved */
     EVIO_EUDP      = -10010, /* not available for UDP sessions (wake, dial) */
     EVIO_ETRANSLATE = -10011, /* a translator failed; see evio_conn_error() */
+    EVIO_EUNAVAILABLE = -10012, /* the backend cannot run here (io_uring disabled or blocked) */
 };
 
 /* A static, human-readable message for any code returned by evio, including
@@ -56,7 +57,7 @@ enum {
 EVIO_EXPORT const char *evio_strerror(int err);
 
 /* The name of the backend this library was built with: "epoll", "kqueue",
- * "libev" or "libuv".  Any thread.  (libuv keeps two process-wide fds open,
+ * "poll", "libev", "libuv" or "io_uring".  Any thread.  (libuv keeps two process-wide fds open,
  * its signal pipe, from the first evio_serve until the process exits.) */
 EVIO_EXPORT const char *evio_backend_name(void);
 

@@ -24,6 +24,7 @@
 #include "evio.h"
 
 #define EVIO__READ_BUFFER (64 * 1024) /* one read per ready conn per iteration */
+#define EVIO__SEND_MAX (64 * 1024) /* completion mode: bytes per send, so progress shows */
 #define EVIO__MAX_EVENTS 1024         /* readiness entries fetched per poll */
 #define EVIO__ACCEPT_BUDGET 128       /* accepts per listener per iteration */
 #define EVIO__ACCEPT_RETRY_NS 100000000LL /* after EMFILE, try again in 100 ms */
@@ -50,8 +51,11 @@ static inline void evio__count(evio__counter *c, uint64_t n)
  * connection. */
 typedef struct evio__outq {
     size_t head, tail, cap;
-    struct evio__outq *next; /* in the loop's cache */
+    /* In the loop's cache.  In a queue: the block a completion backend
+     * still sends from, which the queue outgrew (evio__outq_unpin). */
+    struct evio__outq *next;
     bool counted;            /* in evio_stats.output_* */
+    bool pinned;             /* a completion backend sends from it: no moving */
     char data[];
 } evio__outq;
 
@@ -65,6 +69,7 @@ void evio__outq_consume(evio__loop *l, evio__outq **q, size_t n);
 void evio__outq_free_slow(evio__loop *l, evio__outq **q);
 void evio__outq_held(evio__loop *l, evio__outq *q); /* outlived its flush: count it */
 void evio__outq_cache_free(evio__loop *l);
+void evio__outq_unpin(evio__loop *l, evio__outq *q); /* the send from it completed */
 
 /* ---------------------------------------------------------------- id map */
 
@@ -113,7 +118,9 @@ typedef struct evio__listener {
     int loop;        /* the loop that watches it */
     bool per_loop;   /* one copy per loop (?reuseport): accept locally */
     evio__addr addr; /* as bound: port 0 resolved */
-    bool active;     /* registered for READ with the poller */
+    bool active;     /* registered for READ with the poller (completion
+                      * mode: should be accepting) */
+    bool armed;      /* completion mode: an accept is outstanding */
     bool made_file;  /* unix: we created the socket file, identified by: */
     dev_t file_dev;
     ino_t file_ino;
@@ -154,6 +161,11 @@ enum {
     EVIO__CONN_DEADLINE = 32768u, /* deadline_ms is set */
     EVIO__CONN_INBOUND = 65536u,  /* accepted: counts against max_conns */
     EVIO__CONN_UNIX = 131072u,    /* a unix socket (no TCP options) */
+    /* Completion mode: the backend does this connection's I/O, and
+     * interest says which operations are outstanding (READ: a receive,
+     * WRITE: a send), so the connection outlives them (loop->limbo). */
+    EVIO__CONN_RING = 262144u,
+    EVIO__CONN_RCANCEL = 524288u, /* the receive was asked to end */
 };
 
 /* Milliseconds on a 32-bit clock that wraps every 49 days: per-connection
@@ -197,6 +209,10 @@ typedef struct evio__conn_rare {
     int write_ms;      /* 0: the server's; < 0: off */
     bool xdeadline_set;
     evio__ms xdeadline; /* evio_translator_set_deadline() */
+    /* Completion mode: input the backend received while we did not want
+     * to read (paused, full, detaching), given to data() once we do. */
+    evio__outq *stash;
+    bool stash_eof;
 } evio__conn_rare;
 
 /* One connection.  Kept small: it is most of what an idle connection
@@ -255,6 +271,8 @@ struct evio__loop {
 
     evio_conn *conns;  /* live connections */
     evio_conn *graves; /* dead this batch, freed after it */
+    evio_conn *limbo;  /* dead, waiting for their operations' last results */
+    bool completion;   /* the backend does socket I/O (EVIO__CAP_COMPLETION) */
     size_t nconns;
     uint64_t next_seq;
 
@@ -312,6 +330,7 @@ static inline int evio__outq_append(evio__loop *l, evio__outq **qp, const void *
         l->spare = q->next;
         l->nspare--;
         q->head = q->tail = 0;
+        q->next = NULL;
         *qp = q;
     } else if (!q || q->cap - q->tail < n) {
         return evio__outq_append_slow(l, qp, p, n);
@@ -324,7 +343,8 @@ static inline int evio__outq_append(evio__loop *l, evio__outq **qp, const void *
 static inline void evio__outq_free(evio__loop *l, evio__outq **qp)
 {
     evio__outq *q = *qp;
-    if (q && !q->counted && q->cap == EVIO__OUTQ_BLOCK && l->nspare < EVIO__OUTQ_CACHE) {
+    if (q && !q->counted && !q->next && q->cap == EVIO__OUTQ_BLOCK &&
+        l->nspare < EVIO__OUTQ_CACHE) {
         q->next = l->spare;
         l->spare = q;
         l->nspare++;
@@ -364,6 +384,7 @@ int evio__loop_run(evio__loop *l);
 int evio__loop_watch(evio__loop *l, int fd, int kind, void *ptr, unsigned mask);
 int evio__loop_rewatch(evio__loop *l, int fd, unsigned old_mask, unsigned new_mask);
 void evio__loop_unwatch(evio__loop *l, int fd, unsigned old_mask);
+int evio__loop_listen(evio__loop *l, evio__listener *ln, bool on);
 void evio__loop_pause_accept(evio__loop *l);
 void evio__loop_resume_accept(evio__loop *l);
 void evio__loop_process_wakes(evio__loop *l);
@@ -372,6 +393,7 @@ void evio__loop_mark_dirty(evio__loop *l, evio_conn *c);
 evio__loop *evio__loop_current(const evio_server *srv);
 uint64_t evio__loop_next_id(evio__loop *l); /* under l->lock */
 void evio__loop_bury(evio__loop *l);
+void evio__loop_settle(evio__loop *l); /* completion mode: as the loop stops */
 
 /* dialing (dial.c) and resolving (resolver.c) */
 typedef struct evio__resolved {
@@ -393,6 +415,9 @@ void evio__resolver_stop(evio_server *srv);
 /* connections (conn.c) */
 void evio__accept(evio__loop *l, evio__listener *ln);
 void evio__conn_ready(evio_conn *c, unsigned mask);
+void evio__conn_complete(evio_conn *c, const evio__event *e); /* completion mode */
+void evio__accept_complete(evio__loop *l, evio__listener *ln, const evio__event *e);
+void evio__conn_use_ring(evio_conn *c); /* completion mode: the backend does c's I/O */
 void evio__conn_after(evio_conn *c, evio_action a);
 void evio__conn_close(evio_conn *c, int err);
 void evio__conn_shutdown(evio_conn *c);

@@ -60,13 +60,14 @@ int evio__loop_init(evio__loop *l, evio_server *srv, int index)
 {
     l->srv = srv;
     l->index = index;
+    l->completion = (evio__backend.caps & EVIO__CAP_COMPLETION) != 0;
     atomic_init(&l->wake_signaled, 0);
     int err = pthread_mutex_init(&l->lock, NULL);
     if (err)
         return -err;
     l->poller = evio__backend.create();
     if (!l->poller) {
-        err = errno ? -errno : EVIO_EBACKEND;
+        err = errno == ENOSYS || errno == EPERM ? EVIO_EUNAVAILABLE : errno ? -errno : EVIO_EBACKEND;
         pthread_mutex_destroy(&l->lock);
         return err;
     }
@@ -76,8 +77,13 @@ int evio__loop_init(evio__loop *l, evio_server *srv, int index)
 void evio__loop_destroy(evio__loop *l)
 {
     if (l->poller)
-        evio__backend.destroy(l->poller);
+        evio__backend.destroy(l->poller); /* no result comes after this */
     l->poller = NULL;
+    while (l->limbo) {
+        evio_conn *c = l->limbo;
+        l->limbo = c->next;
+        evio__conn_free(c);
+    }
     pthread_mutex_destroy(&l->lock);
     evio__idmap_free(&l->ids);
     evio__heap_free(&l->timers);
@@ -139,6 +145,33 @@ void evio__loop_unwatch(evio__loop *l, int fd, unsigned old_mask)
         l->slots[fd] = (evio__slot){0};
 }
 
+/* Watch listener ln for new connections, or stop: readiness for UDP and
+ * readiness backends; a completion backend's accept, which ends only with
+ * its last result (ln->armed). */
+int evio__loop_listen(evio__loop *l, evio__listener *ln, bool on)
+{
+    if (!l->completion || ln->addr.socktype != SOCK_STREAM) {
+        if (on == ln->active)
+            return 0;
+        int err = evio__loop_rewatch(l, ln->fd, on ? 0 : EVIO__READ, on ? EVIO__READ : 0);
+        if (!err)
+            ln->active = on;
+        return err;
+    }
+    ln->active = on;
+    if (on && !ln->armed) {
+        int err = evio__backend.accept(l->poller, ln->fd, ln);
+        if (err) {
+            ln->active = false;
+            return err;
+        }
+        ln->armed = true;
+    } else if (!on && ln->armed) {
+        evio__backend.cancel(l->poller, ln, EVIO__OP_ACCEPT);
+    }
+    return 0;
+}
+
 /* accept() failed for want of fds or memory: under level triggering the
  * listener would stay ready and spin the loop, so stop watching it and try
  * again on a timer or as soon as one of our connections closes. */
@@ -147,9 +180,8 @@ void evio__loop_pause_accept(evio__loop *l)
     evio_server *srv = l->srv;
     for (size_t i = 0; i < srv->nlisteners; i++) {
         evio__listener *ln = &srv->listeners[i];
-        if (ln->loop == l->index && ln->addr.socktype == SOCK_STREAM && ln->active &&
-            evio__loop_rewatch(l, ln->fd, EVIO__READ, 0) == 0)
-            ln->active = false;
+        if (ln->loop == l->index && ln->addr.socktype == SOCK_STREAM && ln->active)
+            evio__loop_listen(l, ln, false);
     }
     l->accept_paused = true;
     l->accept_retry_at = evio__now_ns() + EVIO__ACCEPT_RETRY_NS;
@@ -163,9 +195,7 @@ void evio__loop_resume_accept(evio__loop *l)
         evio__listener *ln = &srv->listeners[i];
         if (ln->loop != l->index || ln->active || ln->fd < 0)
             continue;
-        if (evio__loop_rewatch(l, ln->fd, 0, EVIO__READ) == 0)
-            ln->active = true;
-        else
+        if (evio__loop_listen(l, ln, true) != 0)
             all = false;
     }
     /* A listener the poller would not take back (epoll_ctl: ENOMEM) stays
@@ -201,8 +231,8 @@ static void drain_step(evio__loop *l, int64_t now)
                 continue;
             if (ln->addr.socktype == SOCK_DGRAM)
                 evio__udp_close_sessions(l, ln);
-            evio__loop_unwatch(l, ln->fd, ln->active ? EVIO__READ : 0);
-            ln->active = false;
+            evio__loop_listen(l, ln, false);
+            evio__loop_unwatch(l, ln->fd, 0);
             evio__listener_close(ln);
         }
         l->listeners_closed = true;
@@ -265,8 +295,72 @@ void evio__loop_bury(evio__loop *l)
     while (l->graves) {
         evio_conn *c = l->graves;
         l->graves = c->next;
-        evio__conn_free(c);
+        if ((c->flags & EVIO__CONN_RING) && c->interest) { /* results still to come */
+            c->next = l->limbo;
+            l->limbo = c;
+        } else {
+            evio__conn_free(c);
+        }
     }
+    for (evio_conn **p = &l->limbo; *p;) {
+        evio_conn *c = *p;
+        if (c->interest) {
+            p = &c->next;
+        } else {
+            *p = c->next;
+            evio__conn_free(c);
+        }
+    }
+}
+
+/* Completion mode, on the loop's thread as it stops: cancel what is still
+ * outstanding and take the last results, so that nothing the backend
+ * started outlives the loop (an fd accepted meanwhile, a listener the ring
+ * holds open, a send reading a freed queue).  Bounded in time; what never
+ * answers is left to destroy(). */
+void evio__loop_settle(evio__loop *l)
+{
+    if (!l->completion)
+        return;
+    evio_server *srv = l->srv;
+    int armed = 0;
+    for (size_t i = 0; i < srv->nlisteners; i++) {
+        evio__listener *ln = &srv->listeners[i];
+        if (ln->loop == l->index && ln->armed) {
+            evio__loop_listen(l, ln, false);
+            armed++;
+        }
+    }
+    int64_t end = evio__now_ns() + 2000000000;
+    while ((l->limbo || armed) && evio__now_ns() < end) {
+        int n = evio__sys.poll(l->poller, l->fired, EVIO__MAX_EVENTS, 50000000);
+        if (n < 0)
+            break;
+        for (int i = 0; i < n; i++) {
+            const evio__event *e = &l->fired[i];
+            if (e->op == EVIO__OP_ACCEPT) {
+                evio__listener *ln = e->ctx;
+                if (e->res >= 0)
+                    evio__sys.close(e->res);
+                if (!e->more && ln->armed) {
+                    ln->armed = false;
+                    armed--;
+                }
+            } else if (e->op) {
+                evio__conn_complete(e->ctx, e); /* dead: only takes note */
+            }
+        }
+        evio__loop_bury(l);
+    }
+}
+
+/* Completion mode: a result for a listener or a connection. */
+static void loop_complete(evio__loop *l, const evio__event *e)
+{
+    if (e->op == EVIO__OP_ACCEPT)
+        evio__accept_complete(l, e->ctx, e);
+    else
+        evio__conn_complete(e->ctx, e);
 }
 
 int evio__loop_run(evio__loop *l)
@@ -287,8 +381,13 @@ int evio__loop_run(evio__loop *l)
         l->batch++;
         l->now = evio__now_ns();
         l->ms = (evio__ms)(l->now / 1000000);
-        for (int i = 0; i < n && !atomic_load(&srv->shutdown); i++) {
+        int i = 0;
+        for (; i < n && !atomic_load(&srv->shutdown); i++) {
             const evio__event *e = &l->fired[i];
+            if (l->completion && e->op) {
+                loop_complete(l, e);
+                continue;
+            }
             if (e->fd < 0 || e->fd >= l->nslots)
                 continue;
             const evio__slot *s = &l->slots[e->fd];
@@ -305,6 +404,9 @@ int evio__loop_run(evio__loop *l)
             } else
                 evio__conn_ready(s->ptr, e->mask);
         }
+        for (; i < n; i++) /* shut down mid-batch: accepted fds are still ours */
+            if (l->completion && l->fired[i].op == EVIO__OP_ACCEPT && l->fired[i].res >= 0)
+                evio__sys.close(l->fired[i].res);
         if (atomic_load(&l->wake_signaled))
             evio__loop_process_wakes(l);
         flush_dirty(l);

@@ -160,6 +160,7 @@ static void loop_close_all(evio__loop *l)
         evio__conn_shutdown(l->conns);
     l->dirty = NULL; /* every connection on it is dead now */
     evio__loop_bury(l);
+    evio__loop_settle(l);
 }
 
 static int loop_serve(evio__loop *l)
@@ -283,9 +284,10 @@ int evio_serve(const evio_events *events, const char *const addrs[], size_t nadd
     srv->nloops = ready; /* only what exists gets destroyed */
     for (size_t i = 0; i < srv->nlisteners && !err; i++) {
         evio__listener *ln = &srv->listeners[i];
-        err = evio__loop_watch(&srv->loops[ln->loop], ln->fd, EVIO__SLOT_LISTENER, ln,
-                               EVIO__READ);
-        ln->active = !err;
+        evio__loop *l = &srv->loops[ln->loop];
+        err = evio__loop_watch(l, ln->fd, EVIO__SLOT_LISTENER, ln, 0);
+        if (!err)
+            err = evio__loop_listen(l, ln, true);
     }
     if (err) {
         free(threads);

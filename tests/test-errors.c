@@ -22,8 +22,8 @@ START_TEST(test_backend_name)
     ck_assert_ptr_nonnull(name);
     ck_assert_msg(strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0 ||
                       strcmp(name, "poll") == 0 || strcmp(name, "libev") == 0 ||
-                      strcmp(name, "libuv") == 0,
-                  "evio_backend_name() = \"%s\", not one of epoll, kqueue, poll, libev, libuv",
+                      strcmp(name, "libuv") == 0 || strcmp(name, "io_uring") == 0,
+                  "evio_backend_name() = \"%s\", not one of epoll, kqueue, poll, libev, libuv, io_uring",
                   name);
     ck_assert_str_eq(name, evio__backend.name);
     ck_assert_ptr_eq(evio_backend_name(), name);
