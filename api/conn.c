@@ -408,8 +408,17 @@ void evio__conn_update(evio_conn *c)
  * true if the socket took something (c may have closed meanwhile). */
 bool evio__conn_retry_write(evio_conn *c)
 {
-    if (c->flags & EVIO__CONN_RING)
-        return false; /* the send in flight reports any progress itself */
+    if (c->flags & EVIO__CONN_RING) {
+        /* A send waits for the same wakeup: cancel it, and decide once its
+         * result is in (conn_sent), with a write of our own. */
+        if (!(c->interest & EVIO__WRITE))
+            return false;
+        if (!(c->flags & EVIO__CONN_WPROBE)) {
+            c->flags |= EVIO__CONN_WPROBE;
+            evio__backend.cancel(c->loop->poller, c, EVIO__OP_SEND);
+        }
+        return true;
+    }
     size_t before = evio__outq_len(c->out);
     c->loop->current = c;
     conn_flush(c);
@@ -521,7 +530,7 @@ static void conn_sent(evio_conn *c, int res)
 {
     evio__loop *l = c->loop;
     if (res < 0) {
-        if (res != -EAGAIN && res != -EINTR) {
+        if (res != -EAGAIN && res != -EINTR && !(res == -ECANCELED && (c->flags & EVIO__CONN_WPROBE))) {
             evio__conn_close(c, res);
             return;
         }
@@ -538,6 +547,19 @@ static void conn_sent(evio_conn *c, int res)
     const evio_events *ev = events_of(c);
     if (ev->postwrite)
         conn_apply(c, ev->postwrite(c, n, evio__outq_len(c->out)));
+    if ((c->flags & EVIO__CONN_WPROBE) && !(c->flags & EVIO__CONN_DEAD)) {
+        /* The write timeout's probe (evio__conn_retry_write): the kernel
+         * wakes a waiting send only once a third of the buffer is free, so
+         * a slow but steady reader gets a write of ours before we give up. */
+        c->flags &= ~EVIO__CONN_WPROBE;
+        size_t before = evio__outq_len(c->out);
+        if (!n && before)
+            conn_write(c, before);
+        if (!n && !(c->flags & EVIO__CONN_DEAD) && evio__outq_len(c->out) == before) {
+            evio__count(&l->stats.timeouts, 1);
+            evio__conn_close(c, -ETIMEDOUT);
+        }
+    }
 }
 
 /* A result of c's receive or send. */

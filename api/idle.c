@@ -123,8 +123,10 @@ int64_t evio__idle_expire(evio__loop *l, int64_t now)
             if (any && evio__ms_diff(due, l->ms) <= 0 && write_stalled(c)) {
                 /* the socket may have taken bytes unseen: if so, go on */
                 if (evio__conn_retry_write(c) || (c->flags & EVIO__CONN_DEAD) || c->wslot) {
+                    /* Look again next step: arming now could put it back in
+                     * the slot being emptied, not seen for a whole round. */
                     if (!(c->flags & EVIO__CONN_DEAD) && !c->wslot)
-                        evio__idle_arm(c);
+                        wheel_insert(l, c, l->wheel_step + 1);
                     c = next;
                     continue;
                 }

@@ -166,6 +166,7 @@ enum {
      * WRITE: a send), so the connection outlives them (loop->limbo). */
     EVIO__CONN_RING = 262144u,
     EVIO__CONN_RCANCEL = 524288u, /* the receive was asked to end */
+    EVIO__CONN_WPROBE = 1048576u, /* the write timeout is due: send cancelled to probe */
 };
 
 /* Milliseconds on a 32-bit clock that wraps every 49 days: per-connection
