@@ -119,7 +119,8 @@ targets() {
                     if (lim == "") print ""; else if (v == "n/a") print "n/a"
                     else if ((l[1] == "<=" && v + 0 <= l[2] + 0) || (l[1] == ">=" && v + 0 >= l[2] + 0)) print "met"
                     else print "**not met**" }')
-                printf '| %s | %s | %s | %s | %s |\n' "$(echo "$what" | sed "s/%b/$b/g")" "$P" "${v:-n/a}" "${lim:- }" "$verdict"
+                printf '| %s | %s | %s | %s | %s |\n' "$(echo "$what" | sed "s/%b/$b/g")" "$P" "${v:-n/a}" \
+                    "$(echo "$lim" | sed 's/<=/≤/; s/>=/≥/')" "$verdict"
             done
         done
     done >"$W/targets.rows"
@@ -169,12 +170,12 @@ chart_bars() {
         echo "set datafile separator '\t'; set key off; set offsets 0.6,0.6,graph 0.08,0; set bmargin 9"
         for m in cpu rps; do
             for P in $PIPELINES; do
-                f=$W/c.$1.$P.dat; c=3; [ $m = rps ] && c=4
+                f=$W/c.$1.$P.dat; c=3 lf=%.2f; [ $m = rps ] && c=4 lf=%.0f
                 [ -s "$f" ] || continue
                 ref=$(awk -F'\t' -v c=$c 'NR == 1 { print $c }' "$f")
                 echo "unset arrow; set arrow from graph 0, first $ref to graph 1, first $ref nohead dt 2 lc rgb '#7f7f7f'"
                 metric_title $m "$P" "dashed: the reference"
-                echo "plot '$f' using 1:$c:5:xtic(2) with boxes lc rgb variable, '' using 1:$c:(sprintf('%.2f', \$$c)) with labels offset 0,0.7 font ',9'"
+                echo "plot '$f' using 1:$c:5:xtic(2) with boxes lc rgb variable, '' using 1:$c:(sprintf('$lf', \$$c)) with labels offset 0,0.7 font ',9'"
             done
         done
         echo "unset multiplot"
