@@ -104,11 +104,12 @@ targets() {
     rows targets | while IFS='|' read -r wl server test metric lim1 limn what; do
         case " $1 " in *" $wl "*) ;; *) continue ;; esac
         case $server in *%b*) bs=$BACKENDS ;; *) bs=- ;; esac
+        ps=$(rows workloads "$wl" | cut -d'|' -f5); [ "$ps" != - ] || ps=$PIPELINES
         for b in $bs; do
             t=$(rows backends "$b" | cut -d'|' -f2)
             s=$(echo "$server" | sed "s/%b/$b/g")
             c=10; [ "$metric" = rps ] && c=14; [ "$metric" = pair ] && c=13
-            for P in $PIPELINES; do
+            for P in $ps; do
                 lim=$lim1; [ "$P" -gt 1 ] && lim=$limn
                 lim=$(echo "$lim" | sed "s/%t/${t:--}/")
                 case $lim in *' -') continue ;; -) lim= ;; esac   # no target for this backend; not judged
@@ -132,7 +133,7 @@ targets() {
     cat "$W/targets.rows"
     echo
     echo "A ratio is a median over repetitions of (server / reference) in the same repetition, run"
-    echo "seconds apart; a control row shows what two identical servers measure, i.e. the noise floor."
+    echo "seconds apart."
     echo
 }
 
