@@ -29,7 +29,7 @@ machine() {
     NCPU=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
     PIN_S="taskset -c $SCPU" PIN_C="taskset -c $CCPU"
     if ! need taskset; then
-        say "taskset not found (util-linux): nothing is pinned"; PIN_S= PIN_C=
+        say "taskset not found (util-linux): nothing is pinned"; PIN_S='' PIN_C=''
     elif [ "$NCPU" -lt 2 ]; then
         say "only $NCPU CPU: server and client share CPU $SCPU"; PIN_C=$PIN_S
     fi
@@ -92,7 +92,7 @@ start_server() {
     S_DIR=$W/$ss_id.d
     mkdir -p "$S_DIR"
     ss_tmo=100; [ -n "$ss_pre" ] && ss_tmo=600   # tenths of a second; valgrind is slow
-    for ss_try in 1 2 3; do
+    for _ in 1 2 3; do
         new_port; S_PORT=$PORT; new_port; S_PORT2=$PORT
         ss_ports=$S_PORT; case $ss_args in *'{port2}'*) ss_ports="$S_PORT $S_PORT2" ;; esac
         for f in $(printf '%s\n' "$ss_args" | sed -n 's/.*{conf:\([^}]*\)}.*/\1/p'); do
@@ -105,7 +105,7 @@ start_server() {
         echo "$SPID" >>"$W/pids"
         ss_n=0
         while kill -0 "$SPID" 2>/dev/null && [ $ss_n -le $ss_tmo ]; do
-            ss_l=
+            ss_l=''
             if [ $HAVE_SS = no ]; then [ $ss_n -ge 10 ] && ss_l=$SPID   # no ss: give it a second
             else for p in $ss_ports; do ss_l=$(listener "$p"); [ -n "$ss_l" ] || break; done; fi
             if [ -n "$ss_l" ]; then
@@ -173,7 +173,7 @@ bg_run() {
 # CL_MSG (empty: no error)
 run_client() {
     CL_PORT=$(cat "$W/$1.port") CL_PORT2=$(cat "$W/$1.port2") CL_SPID=$(cat "$W/$1.pid")
-    CL_REQ= CL_RPS= CL_P50= CL_P99= CL_CPU= CL_USR= CL_PCT= CL_MSG=
+    CL_REQ='' CL_RPS='' CL_P50='' CL_P99='' CL_CPU='' CL_USR='' CL_PCT='' CL_MSG=''
     "client_$CLIENT" "$2" "$3" "${4:-}" >"$W/cl.out" 2>"$W/cl.err"
     cat "$W/cl.err" >>"$W/client.err"
 }
@@ -192,7 +192,7 @@ client_echo() {
     l=$(cat "$W/cl.out")
     CL_REQ=$(kv requests "$l") CL_RPS=$(kv rps "$l") CL_P50=$(kv p50_us "$l") CL_P99=$(kv p99_us "$l")
     CL_CPU=$(kv server_cpu_us_per_req "$l") CL_USR=$(kv server_user_us_per_req "$l") CL_PCT=$(kv server_cpu_pct "$l")
-    [ "$CL_CPU" = nan ] && CL_CPU=
+    [ "$CL_CPU" = nan ] && CL_CPU=''
     e=$(kv errors "$l")
     [ $rc -eq 0 ] && [ "${e:-1}" = 0 ] && [ "${CL_REQ:-0}" != 0 ] || CL_MSG="exit $rc, errors=${e:-?}: $l"
 }
@@ -218,7 +218,7 @@ client_redis() {
 client_wrk() {
     c_url=http://127.0.0.1:$CL_PORT/; [ "$1" = tls ] && c_url=https://127.0.0.1:$CL_PORT2/
     c_d=$DURATION; [ "$3" = warm ] && c_d=1
-    c_lua=; [ "$2" -gt 1 ] && c_lua="-s $SRC/conf/pipeline.lua"
+    c_lua=''; [ "$2" -gt 1 ] && c_lua="-s $SRC/conf/pipeline.lua"
     # shellcheck disable=SC2086
     bg_run timeout -k 2 600 $PIN_C wrk -t1 -c "$CONNS" -d "${c_d}s" --latency $c_lua "$c_url" -- "$2"
     tous() { awk '{ v = $1; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)

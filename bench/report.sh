@@ -5,9 +5,9 @@
 # of $SUM (see bench/tables.awk)
 report() {
     REF=$(label_of 0)
-    tc=; [ "$TESTS" = - ] || tc=" test |"
-    cgh=; [ "$DO_CG" = yes ] && cgh=" instr/req |"
-    prh=; awk -F'\t' '$7 != "-"' "$W/servers" | grep -q . && prh=" ratio to same-library peer |"
+    tc=''; [ "$TESTS" = - ] || tc=" test |"
+    cgh=''; [ "$DO_CG" = yes ] && cgh=" instr/req |"
+    prh=''; awk -F'\t' '$7 != "-"' "$W/servers" | grep -q . && prh=" ratio to same-library peer |"
     while IFS="$TAB" read -r id label b prog args tmpl pair; do
         printf '%s\t%s\t%s\t%s\t%s\n' "$id" "$label" "$(cat "$W/$id.backend" 2>/dev/null || echo '?')" "$pair" \
             "$(cat "$W/$id.failed" 2>/dev/null)"
@@ -15,7 +15,7 @@ report() {
     echo
     echo "## $TITLE"
     echo
-    d=; [ "$CLIENT" = redis ] || d=" of ${DURATION}s each"
+    d=''; [ "$CLIENT" = redis ] || d=" of ${DURATION}s each"
     echo "$(uname -srm); $NCPU CPUs; server pinned to CPU $SCPU, client to CPU $CCPU; median of $RUNS interleaved run(s)$d;"
     case $CLIENT in
     redis) printf 'requests per run: %s×P; ' "$REQS" ;;
@@ -112,7 +112,7 @@ targets() {
             for P in $ps; do
                 lim=$lim1; [ "$P" -gt 1 ] && lim=$limn
                 lim=$(echo "$lim" | sed "s/%t/${t:--}/")
-                case $lim in *' -') continue ;; -) lim= ;; esac   # no target for this backend; not judged
+                case $lim in *' -') continue ;; -) lim='' ;; esac   # no target for this backend; not judged
                 v=$(awk -F'\t' -v w="$wl" -v l="$s" -v t="$test" -v P="$P" -v c=$c \
                     '$1 == w && $2 == l && $4 == t && $5 == P { print $c; exit }' "$SUM")
                 [ "$metric" = pair ] && [ "${v:-n/a}" = n/a ] && continue   # no peer on that library
@@ -195,7 +195,7 @@ chart_groups() {
         echo "set terminal pngcairo size 1500,1000 font 'DejaVu Sans,10'; set output '$3'"
         chart_title "$2" "$(echo $PIPELINES | wc -w)"; echo " margins 0.06,0.99,0.06,0.85 spacing 0.06,0.12"
         echo "$CHART_HEAD; set boxwidth 0.9; set offsets 0,0,graph 0.05,0"
-        xt= g=0
+        xt='' g=0
         for t in $tests; do
             xt="$xt${xt:+, }\"$t\" $(awk -v g=$g -v n="$ns" 'BEGIN { print g * (n + 1) + (n - 1) / 2 }')"
             g=$((g + 1))
@@ -206,7 +206,7 @@ chart_groups() {
             for P in $PIPELINES; do
                 metric_title $m "$P" '"all": every test together'; echo "$key"; key="unset key"
                 c=9 k=1; [ $m = rps ] && c=6 k=1000
-                plot= s=0
+                plot='' s=0
                 while read -r lab; do
                     awk -F'\t' -v w="$1" -v l="$lab" -v P="$P" -v c=$c -v k=$k -v s=$s -v n="$ns" -v tests="$tests" '
                         BEGIN { nt = split(tests, T, " "); for (g = 1; g <= nt; g++) x[T[g]] = (g - 1) * (n + 1) + s }
