@@ -41,7 +41,7 @@
 #include "sys.h"
 
 #define RING_ENTRIES 1024
-#define NBUFS 128      /* provided buffers, a power of two */
+#define NBUFS 32       /* provided buffers, a power of two */
 #define BUFSIZE 16384  /* each */
 #define BGID 0
 
@@ -61,7 +61,8 @@ struct evio__poller {
     bool wake_armed;
     struct io_uring_buf_ring *br;
     char *bufs;
-    unsigned short lent[NBUFS]; /* buffer ids lent in the last batch */
+    unsigned short lent[NBUFS]; /* buffer ids lent in the last batch (the
+                                 * ring holds no more: none can be lent twice) */
     int nlent;
     fd_state *fds; /* readiness, by fd */
     int nfds;
@@ -341,8 +342,6 @@ static int ur_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_n
     }
     if (!p->wake_armed && arm_wake(p) < 0)
         return -EBUSY;
-    if (max > NBUFS) /* every result may hold a buffer */
-        max = NBUFS;
 
     int err;
     if (io_uring_cq_ready(&p->ring)) { /* left from the last batch: no wait */
