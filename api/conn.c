@@ -562,17 +562,23 @@ static void conn_sent(evio_conn *c, int res)
     }
 }
 
-/* A result of c's receive or send. */
-void evio__conn_complete(evio_conn *c, const evio__event *e)
+/* What a result of c's ends: only this, when the loop is stopping. */
+void evio__conn_note_result(evio_conn *c, const evio__event *e)
 {
-    evio__loop *l = c->loop;
     if (e->op == EVIO__OP_SEND) {
         c->interest &= (uint8_t)~EVIO__WRITE;
-        evio__outq_unpin(l, c->out);
+        evio__outq_unpin(c->loop, c->out);
     } else if (!e->more) {
         c->interest &= (uint8_t)~EVIO__READ;
         c->flags &= ~EVIO__CONN_RCANCEL;
     }
+}
+
+/* A result of c's receive or send. */
+void evio__conn_complete(evio_conn *c, const evio__event *e)
+{
+    evio__loop *l = c->loop;
+    evio__conn_note_result(c, e);
     if (c->flags & EVIO__CONN_DEAD)
         return; /* a last result: loop->limbo frees c once it has them all */
     l->current = c;

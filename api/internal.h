@@ -417,6 +417,7 @@ void evio__resolver_stop(evio_server *srv);
 void evio__accept(evio__loop *l, evio__listener *ln);
 void evio__conn_ready(evio_conn *c, unsigned mask);
 void evio__conn_complete(evio_conn *c, const evio__event *e); /* completion mode */
+void evio__conn_note_result(evio_conn *c, const evio__event *e);
 void evio__accept_complete(evio__loop *l, evio__listener *ln, const evio__event *e);
 void evio__conn_use_ring(evio_conn *c); /* completion mode: the backend does c's I/O */
 void evio__conn_after(evio_conn *c, evio_action a);

@@ -313,6 +313,22 @@ void evio__loop_bury(evio__loop *l)
     }
 }
 
+/* Completion mode: a result that comes as the loop stops ends what it
+ * ends and nothing more (an accepted fd is closed). */
+static void loop_note_result(evio__loop *l, const evio__event *e)
+{
+    (void)l;
+    if (e->op == EVIO__OP_ACCEPT) {
+        evio__listener *ln = e->ctx;
+        if (e->res >= 0)
+            evio__sys.close(e->res);
+        if (!e->more)
+            ln->armed = false;
+    } else if (e->op) {
+        evio__conn_note_result(e->ctx, e);
+    }
+}
+
 /* Completion mode, on the loop's thread as it stops: cancel what is still
  * outstanding and take the last results, so that nothing the backend
  * started outlives the loop (an fd accepted meanwhile, a listener the ring
@@ -336,21 +352,12 @@ void evio__loop_settle(evio__loop *l)
         int n = evio__sys.poll(l->poller, l->fired, EVIO__MAX_EVENTS, 50000000);
         if (n < 0)
             break;
-        for (int i = 0; i < n; i++) {
-            const evio__event *e = &l->fired[i];
-            if (e->op == EVIO__OP_ACCEPT) {
-                evio__listener *ln = e->ctx;
-                if (e->res >= 0)
-                    evio__sys.close(e->res);
-                if (!e->more && ln->armed) {
-                    ln->armed = false;
-                    armed--;
-                }
-            } else if (e->op) {
-                evio__conn_complete(e->ctx, e); /* dead: only takes note */
-            }
-        }
+        for (int i = 0; i < n; i++)
+            loop_note_result(l, &l->fired[i]);
         evio__loop_bury(l);
+        armed = 0;
+        for (size_t i = 0; i < srv->nlisteners; i++)
+            armed += srv->listeners[i].loop == l->index && srv->listeners[i].armed;
     }
 }
 
@@ -404,9 +411,8 @@ int evio__loop_run(evio__loop *l)
             } else
                 evio__conn_ready(s->ptr, e->mask);
         }
-        for (; i < n; i++) /* shut down mid-batch: accepted fds are still ours */
-            if (l->completion && l->fired[i].op == EVIO__OP_ACCEPT && l->fired[i].res >= 0)
-                evio__sys.close(l->fired[i].res);
+        for (; i < n && l->completion; i++) /* shut down mid-batch: take note */
+            loop_note_result(l, &l->fired[i]);
         if (atomic_load(&l->wake_signaled))
             evio__loop_process_wakes(l);
         flush_dirty(l);

@@ -21,6 +21,9 @@
  *    while the interest remains: level-triggered, as the frontend expects.
  *    It serves dials until they connect, and UDP.
  *  - The wakeup is an eventfd the ring itself reads.
+ *  - ThreadSanitizer sees a socket's send as a release and its recv as an
+ *    acquire; the ring's I/O bypasses both, so a TSan build stands in for
+ *    them with a send and a peek on a socketpair of its own, each poll().
  *  - user_data is the ctx pointer with the operation in its low three bits
  *    (a ctx is at least 8-aligned), or for readiness an fd and the
  *    generation of its registration, so a late result of a poll for a
@@ -34,11 +37,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "backend.h"
 #include "sys.h"
+
+#if defined(__SANITIZE_THREAD__)
+#define UR_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UR_TSAN 1
+#endif
+#endif
 
 #define RING_ENTRIES 1024
 #define NBUFS 32       /* provided buffers, a power of two */
@@ -68,6 +80,9 @@ struct evio__poller {
     int nfds;
     int *rearm; /* fds whose poll fired in the last batch */
     int nrearm, rearm_cap;
+#ifdef UR_TSAN
+    int tsan_fds[2];
+#endif
 };
 
 static uint64_t op_data(void *ctx, unsigned tag) { return (uint64_t)(uintptr_t)ctx | tag; }
@@ -115,6 +130,10 @@ static void ur_destroy(evio__poller *p)
         io_uring_queue_exit(&p->ring);
     if (p->wakefd >= 0)
         close(p->wakefd);
+#ifdef UR_TSAN
+    close(p->tsan_fds[0]);
+    close(p->tsan_fds[1]);
+#endif
     free(p->br);
     free(p->bufs);
     evio__sys.free(p->fds);
@@ -129,6 +148,11 @@ static evio__poller *ur_create(void)
         return NULL;
     p->ring.ring_fd = -1;
     p->wakefd = -1;
+#ifdef UR_TSAN
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->tsan_fds) < 0 ||
+        send(p->tsan_fds[1], "t", 1, 0) != 1)
+        p->tsan_fds[0] = p->tsan_fds[1] = -1;
+#endif
     struct io_uring_params params = {
         .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
                  IORING_SETUP_R_DISABLED | IORING_SETUP_CQSIZE,
@@ -343,6 +367,9 @@ static int ur_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_n
     if (!p->wake_armed && arm_wake(p) < 0)
         return -EBUSY;
 
+#ifdef UR_TSAN
+    (void)!send(p->tsan_fds[1], "", 0, MSG_DONTWAIT); /* the sends below: a release */
+#endif
     int err;
     if (io_uring_cq_ready(&p->ring)) { /* left from the last batch: no wait */
         err = 0;
@@ -368,6 +395,10 @@ static int ur_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_n
             n++;
     }
     io_uring_cq_advance(&p->ring, seen);
+#ifdef UR_TSAN
+    char b;
+    (void)!recv(p->tsan_fds[0], &b, 1, MSG_PEEK | MSG_DONTWAIT); /* the receives: an acquire */
+#endif
     return n;
 }
 
