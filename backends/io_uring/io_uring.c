@@ -22,8 +22,10 @@
  *    It serves dials until they connect, and UDP.
  *  - The wakeup is an eventfd the ring itself reads.
  *  - ThreadSanitizer sees a socket's send as a release and its recv as an
- *    acquire; the ring's I/O bypasses both, so a TSan build stands in for
- *    them with a send and a peek on a socketpair of its own, each poll().
+ *    acquire (of one object shared by every socket made by socket()); the
+ *    ring's I/O bypasses both, so a TSan build stands in for them each
+ *    poll() with a send that fails on an unconnected UDP socket and a peek
+ *    at a datagram a second one keeps queued to itself on 127.0.0.1.
  *  - user_data is the ctx pointer with the operation in its low three bits
  *    (a ctx is at least 8-aligned), or for readiness an fd and the
  *    generation of its registration, so a late result of a poll for a
@@ -32,7 +34,9 @@
 #include "config.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
 #include <liburing.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,9 +153,7 @@ static evio__poller *ur_create(void)
     p->ring.ring_fd = -1;
     p->wakefd = -1;
 #ifdef UR_TSAN
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p->tsan_fds) < 0 ||
-        send(p->tsan_fds[1], "t", 1, 0) != 1)
-        p->tsan_fds[0] = p->tsan_fds[1] = -1;
+    p->tsan_fds[0] = p->tsan_fds[1] = -1;
 #endif
     struct io_uring_params params = {
         .flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
@@ -168,6 +170,19 @@ static evio__poller *ur_create(void)
             err = -ENOSYS;
         goto fail;
     }
+#ifdef UR_TSAN
+    struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t mlen = sizeof me;
+    p->tsan_fds[0] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    p->tsan_fds[1] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (bind(p->tsan_fds[0], (struct sockaddr *)&me, sizeof me) < 0 ||
+        getsockname(p->tsan_fds[0], (struct sockaddr *)&me, &mlen) < 0 ||
+        connect(p->tsan_fds[0], (struct sockaddr *)&me, mlen) < 0 ||
+        send(p->tsan_fds[0], "t", 1, 0) != 1) {
+        err = -errno;
+        goto fail;
+    }
+#endif
     err = -ENOMEM;
     if (posix_memalign((void **)&p->br, 4096, NBUFS * sizeof(struct io_uring_buf)) != 0) {
         p->br = NULL;
@@ -368,7 +383,7 @@ static int ur_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_n
         return -EBUSY;
 
 #ifdef UR_TSAN
-    (void)!send(p->tsan_fds[1], "", 0, MSG_DONTWAIT); /* the sends below: a release */
+    (void)!send(p->tsan_fds[1], "", 0, MSG_DONTWAIT); /* fails; the sends below: a release */
 #endif
     int err;
     if (io_uring_cq_ready(&p->ring)) { /* left from the last batch: no wait */
