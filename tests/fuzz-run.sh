@@ -8,8 +8,11 @@
 # CORPUS/NAME, the committed corpus, which is only read.  Its log is
 # OUT/NAME.log; a crash leaves OUT/NAME-crash-* (or -leak-, -timeout-,
 # -oom-), to be copied into CORPUS/NAME once fixed, so make check replays
-# it from then on.  With --merge yes, the inputs of OUT/NAME that add
-# coverage are merged into CORPUS/NAME afterwards (libFuzzer -merge=1).
+# it from then on.  With --merge yes, the inputs of OUT/NAME that reach
+# edges CORPUS/NAME does not are merged into it afterwards: a greedy set
+# cover on edges, hit counts ignored (-set_cover_merge=1 -use_counters=0),
+# so the committed corpora, which make check replays one process per
+# input, grow by a few files, not by every input with a new hit count.
 # The summary gives, per target, the executions, exec/s, the final
 # coverage (cov: edges, ft: features) and the corpus; exit status 1 if
 # any target crashed.  An input that runs longer than S seconds (default
@@ -70,7 +73,8 @@ for t in "$@"; do
         for c in $crashes; do echo "fuzz-$name: FOUND $c (see $log)"; done
     fi
     if [ "$merge" = yes ] && [ -z "$crashes" ]; then
-        "$t" -merge=1 "$corpus/$name" "$out/$name" >"$out/$name-merge.log" 2>&1 &&
+        "$t" -set_cover_merge=1 -use_counters=0 "$corpus/$name" "$out/$name" \
+            >"$out/$name-merge.log" 2>&1 &&
             echo "fuzz-$name: merged into $corpus/$name ($(ls "$corpus/$name" | wc -l | tr -d ' ') files)"
     fi
 done
