@@ -397,8 +397,15 @@ void evio__conn_update(evio_conn *c)
         }
         bool stalled = (want & EVIO__WRITE) && !(c->interest & EVIO__WRITE);
         c->interest = (uint8_t)want;
-        if (stalled && evio__conn_write_ms(c) > 0)
-            evio__idle_arm(c); /* the write timeout starts */
+        if (stalled) {
+            /* The write timeout starts now.  conn_flush stamps only a
+             * partial write: output queued after a whole one (postwrite
+             * writing more) kept the last stall's stamp, or none, and
+             * closed the connection with ETIMEDOUT at once. */
+            c->last_output = c->loop->ms;
+            if (evio__conn_write_ms(c) > 0)
+                evio__idle_arm(c);
+        }
     }
 }
 

@@ -439,9 +439,9 @@ EVIO_EXPORT int evio_write(evio_conn *c, const void *buf, size_t len);
  * and the bytes of one call are never interleaved with another's.  The
  * loop is woken to send them; no data() event fires.  For a UDP session
  * the bytes are one datagram.  Returns 0, EVIO_ENOTFOUND for an unknown or
- * closed id, or -ENOMEM.  If the connection closes (or finishes its
- * output with evio_conn_shutdown_write or evio_conn_reset) before the loop
- * gets to the bytes, they are dropped. */
+ * closed id, or -ENOMEM.  If the connection closes or detaches (or
+ * finishes its output with evio_conn_shutdown_write or evio_conn_reset)
+ * before the loop gets to the bytes, they are dropped. */
 EVIO_EXPORT int evio_send(evio_server *srv, uint64_t id, const void *buf, size_t len);
 
 /* Close the connection with this id from any thread, after everything

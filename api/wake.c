@@ -166,8 +166,12 @@ static void drain_sends(evio__loop *l)
          * dropped: a writer that never stops must not postpone it forever. */
         /* After our side finished (shutdown_write, reset, a failure), new
          * bytes cannot go out either: they are dropped, and the connection
-         * lives on. */
-        unsigned no_more = r->close ? 0 : EVIO__CONN_WSHUT | EVIO__CONN_RESET | EVIO__CONN_FAILED;
+         * lives on.  A detach is a close for this: bytes queued behind it
+         * would go to the fd's new owner unasked, and would postpone the
+         * hand-over for as long as a writer keeps sending. */
+        unsigned no_more = r->close ? 0
+                                    : EVIO__CONN_WSHUT | EVIO__CONN_RESET | EVIO__CONN_FAILED |
+                                          EVIO__CONN_DETACHING;
         if (c && !(c->flags & (EVIO__CONN_DEAD | EVIO__CONN_CLOSING | no_more))) {
             if (r->close) {
                 c->flags |= EVIO__CONN_CLOSING;
