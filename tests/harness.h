@@ -354,5 +354,7 @@ TCase *tcase_loops(void);     /* test-loops.c: many loops and UDP */
 TCase *tcase_features(void);  /* test-features.c: send, idle, limits, drain, stats */
 TCase *tcase_translate(void); /* test-translate.c */
 TCase *tcase_bounds(void);    /* test-bounds.c: high water, write timeout, deadlines, half-close, reset */
+TCase *tcase_contract(void);  /* test-contract.c: the rest of evio.h's promises, one check each */
+TCase *tcase_contract_threads(void); /* test-contract.c: those where threads meet */
 
 #endif /* EVIO_TESTS_HARNESS_H */
