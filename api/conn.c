@@ -105,6 +105,15 @@ void evio__conn_unlink(evio_conn *c)
         evio__loop_resume_accept(l);
 }
 
+/* What closed() and detached() return is ignored unless it is EVIO_SHUTDOWN
+ * (evio.h): the connection is gone, so CLOSE and DETACH mean nothing, and a
+ * drain is asked for with evio_server_drain(), not by ending a connection. */
+static void act_after_end(evio_server *srv, evio_action a)
+{
+    if (a == EVIO_SHUTDOWN)
+        evio__server_act(srv, a);
+}
+
 void evio__conn_close(evio_conn *c, int err)
 {
     if (c->flags & EVIO__CONN_DEAD)
@@ -120,7 +129,7 @@ void evio__conn_close(evio_conn *c, int err)
     c->fd = -1;
     const evio_events *ev = events_of(c);
     if (ev->closed)
-        evio__server_act(c->loop->srv, ev->closed(c, err));
+        act_after_end(c->loop->srv, ev->closed(c, err));
 }
 
 static void conn_detach(evio_conn *c)
@@ -136,7 +145,7 @@ static void conn_detach(evio_conn *c)
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0)
         fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
-    evio__server_act(c->loop->srv, ev->detached(c, fd));
+    act_after_end(c->loop->srv, ev->detached(c, fd));
 }
 
 /* Completion mode: hand the queue to one send; conn_sent takes its result. */

@@ -240,8 +240,10 @@ int64_t evio__udp_expire(evio__loop *l, int64_t now)
     int64_t idle = l->srv->udp_idle_ns;
     if (idle < 0)
         return -1;
-    while (l->udp_oldest && l->udp_oldest->last + idle <= now)
+    while (l->udp_oldest && l->udp_oldest->last + idle <= now) {
+        evio__count(&l->stats.timeouts, 1); /* a close with -ETIMEDOUT, as idle.c counts */
         evio__conn_close(&l->udp_oldest->conn, -ETIMEDOUT);
+    }
     return l->udp_oldest ? l->udp_oldest->last + idle : -1;
 }
 

@@ -101,6 +101,8 @@ int main(void)
     suite_add_tcase(s, threaded(tcase_features()));
     suite_add_tcase(s, tcase_translate());
     suite_add_tcase(s, threaded(tcase_bounds()));
+    suite_add_tcase(s, tcase_contract());
+    suite_add_tcase(s, threaded(tcase_contract_threads()));
 
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_ENV); /* CK_NORMAL unless CK_VERBOSITY says otherwise */

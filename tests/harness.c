@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -592,6 +593,290 @@ void h_log_reset(void)
     log_ev = NULL;
     log_n = log_cap = 0;
     pthread_mutex_unlock(&log_mu);
+}
+
+/* ---------------------------------------------------------------- registry */
+
+h_registry h_reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+void h_reg_reset(void)
+{
+    pthread_mutex_lock(&h_reg.mu);
+    memset(h_reg.c, 0, sizeof h_reg.c);
+    h_reg.n = 0;
+    h_reg.nthreads = 1;
+    atomic_store(&h_reg.opened, 0);
+    atomic_store(&h_reg.closed, 0);
+    pthread_mutex_unlock(&h_reg.mu);
+}
+
+/* Under h_reg.mu. */
+static int h_reg_loop_of_self(evio_conn *c)
+{
+    pthread_t self = pthread_self();
+    if (pthread_equal(self, h_of(evio_conn_server(c))->serving_thread))
+        return 0;
+    for (int i = 1; i < h_reg.nthreads; i++)
+        if (pthread_equal(self, h_reg.threads[i]))
+            return i;
+    if (h_reg.nthreads >= 16)
+        return -1;
+    h_reg.threads[h_reg.nthreads] = self;
+    return h_reg.nthreads++;
+}
+
+int h_reg_index(const evio_conn *c)
+{
+    return (int)(intptr_t)evio_conn_context(c) - 1;
+}
+
+int h_reg_open(evio_conn *c, const evio_info *info)
+{
+    pthread_mutex_lock(&h_reg.mu);
+    int i = h_reg.n < H_REG_MAX ? h_reg.n++ : -1;
+    if (i >= 0) {
+        h_conn *f = &h_reg.c[i];
+        f->id = evio_conn_id(c);
+        f->listener = info ? info->listener : -2;
+        f->dialed = info && info->dialed;
+        f->loop = h_reg_loop_of_self(c);
+        f->opened_ns = h_now_ns();
+        for (int k = 0; k < H_REG_RCS; k++)
+            f->rc[k] = 1; /* "not called" */
+        if (info && info->remote && info->remote_len <= sizeof f->remote) {
+            memcpy(&f->remote, info->remote, info->remote_len);
+            f->remote_len = info->remote_len;
+        }
+    }
+    pthread_mutex_unlock(&h_reg.mu);
+    H_EXPECT(i >= 0, "more than %d connections", H_REG_MAX);
+    evio_conn_set_context(c, (void *)(intptr_t)(i + 1));
+    h_opened_log(c, info);
+    atomic_fetch_add(&h_reg.opened, 1);
+    return i;
+}
+
+h_conn *h_reg_lock(evio_conn *c)
+{
+    int i = h_reg_index(c);
+    if (i < 0 || i >= H_REG_MAX) {
+        H_EXPECT(i >= 0 && i < H_REG_MAX, "a connection the registry does not know");
+        return NULL;
+    }
+    pthread_mutex_lock(&h_reg.mu);
+    return &h_reg.c[i];
+}
+
+void h_reg_unlock(void) { pthread_mutex_unlock(&h_reg.mu); }
+
+void h_reg_rc(evio_conn *c, int k, int rc)
+{
+    h_conn *f = h_reg_lock(c);
+    if (f) {
+        f->rc[k] = rc;
+        h_reg_unlock();
+    }
+}
+
+void h_reg_note_input(evio_conn *c, const void *in, size_t len)
+{
+    h_conn *f = h_reg_lock(c);
+    if (f) {
+        f->in += len;
+        if (len > f->max_read)
+            f->max_read = len;
+        size_t room = sizeof f->req - 1 - f->reqlen;
+        size_t k = len < room ? len : room;
+        memcpy(f->req + f->reqlen, in, k);
+        f->reqlen += k;
+        h_reg_unlock();
+    }
+}
+
+h_conn h_reg_get(int i)
+{
+    ck_assert_msg(i >= 0 && i < H_REG_MAX, "registry index %d", i);
+    pthread_mutex_lock(&h_reg.mu);
+    int n = h_reg.n;
+    h_conn f = i < n ? h_reg.c[i] : (h_conn){0};
+    pthread_mutex_unlock(&h_reg.mu);
+    ck_assert_msg(i < n, "connection %d never opened (%d did)", i, n);
+    return f;
+}
+
+int h_reg_by_listener(int listener)
+{
+    int found = -1;
+    pthread_mutex_lock(&h_reg.mu);
+    for (int i = 0; i < h_reg.n; i++)
+        if (h_reg.c[i].listener == listener)
+            found = i;
+    pthread_mutex_unlock(&h_reg.mu);
+    ck_assert_msg(found >= 0, "no connection opened from listener %d", listener);
+    return found;
+}
+
+evio_action h_reg_opened(evio_conn *c, const evio_info *info)
+{
+    h_reg_open(c, info);
+    return EVIO_NONE;
+}
+
+evio_action h_reg_closed(evio_conn *c, int err)
+{
+    int64_t now = h_now_ns();
+    h_conn *f = h_reg_lock(c);
+    if (f) {
+        f->closed_ns = now;
+        f->err = err;
+        f->nclosed++;
+        h_reg_unlock();
+    }
+    h_closed_log(c, err);
+    atomic_fetch_add(&h_reg.closed, 1);
+    return EVIO_NONE;
+}
+
+evio_action h_reg_detached(evio_conn *c, int fd)
+{
+    h_conn *f = h_reg_lock(c);
+    if (f) {
+        f->ndetached++;
+        h_reg_unlock();
+    }
+    h_detached_log(c, fd);
+    atomic_fetch_add(&h_reg.closed, 1);
+    return EVIO_NONE;
+}
+
+void h_reg_wait_opened(int n)
+{
+    H_WAIT(atomic_load(&h_reg.opened) >= n, 5000, "opened() to fire %d times (it fired %d)", n,
+           atomic_load(&h_reg.opened));
+}
+
+void h_reg_wait_closed(int n)
+{
+    H_WAIT(atomic_load(&h_reg.closed) >= n, 5000, "closed() to fire %d times (it fired %d)", n,
+           atomic_load(&h_reg.closed));
+}
+
+/* ---------------------------------------------------------------- scaffolding */
+
+evio_server *h_srv(h_server *hs) { return atomic_load(&hs->srv); }
+
+void h_start(h_server *hs, const evio_events *ev, const char *const addrs[], size_t n)
+{
+    int rc = h_server_start(hs, ev, addrs, n);
+    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+}
+
+evio_stats h_stats(h_server *hs)
+{
+    evio_stats s;
+    memset(&s, 0xA5, sizeof s);
+    int n = evio_server_stats(h_srv(hs), &s, NULL, 0);
+    ck_assert_msg(n >= 1, "evio_server_stats returned %d", n);
+    return s;
+}
+
+void h_echo_check(int fd, const char *msg)
+{
+    size_t len = strlen(msg);
+    char buf[256];
+    ck_assert(len <= sizeof buf);
+    h_send_all(fd, msg, len);
+    h_recv_exact(fd, buf, len);
+    ck_assert_msg(memcmp(buf, msg, len) == 0, "echo of \"%s\" came back as \"%.*s\"", msg,
+                  (int)len, buf);
+}
+
+int h_client(h_server *hs, size_t i, int rcvbuf)
+{
+    socklen_t len;
+    const struct sockaddr *sa = h_server_addr(hs, i, &len);
+    int fd = h_socket_for(sa);
+    if (rcvbuf > 0)
+        ck_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
+    int rc = h_try_connect(fd, sa, len);
+    ck_assert_msg(rc == 0, "connect: %s", strerror(-rc));
+    return fd;
+}
+
+int h_udp_client(h_server *hs, size_t i)
+{
+    socklen_t len;
+    const struct sockaddr *sa = h_server_addr(hs, i, &len);
+    int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
+    h_set_timeouts(fd, H_IO_TIMEOUT_MS);
+    ck_assert_msg(connect(fd, sa, len) == 0, "connect udp: %s", strerror(errno));
+    return fd;
+}
+
+socklen_t h_copy_addr(h_server *hs, size_t i, struct sockaddr_storage *ss)
+{
+    socklen_t len;
+    const struct sockaddr *sa = h_server_addr(hs, i, &len);
+    ck_assert(len <= sizeof *ss);
+    memcpy(ss, sa, len);
+    return len;
+}
+
+int h_test_listener(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert(bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
+    ck_assert(listen(fd, 16) == 0);
+    *port = h_local_port(fd);
+    return fd;
+}
+
+int h_accept_within(int lfd, int ms)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    ck_assert_msg(poll(&p, 1, ms * h_slow) == 1, "nothing to accept within %d ms", ms * h_slow);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_msg(fd >= 0, "accept: %s", strerror(errno));
+    return fd;
+}
+
+/* A client the server closes at once must see EOF (or a reset) promptly. */
+void h_expect_closed_at_once(int fd, const char *what)
+{
+    int64_t t0 = h_now_ms();
+    int rc = h_drain(fd);
+    int64_t dt = h_now_ms() - t0;
+    ck_assert_msg(rc == 0 || rc == -ECONNRESET, "%s: recv failed with %s, expected EOF",
+                  what, strerror(-rc));
+    ck_assert_msg(dt <= 1000 * h_slow, "%s: EOF took %lld ms, expected at once", what,
+                  (long long)dt);
+}
+
+/* Connect attempts to sa until one is refused (ECONNREFUSED, or ENOENT for a
+ * removed unix socket); returns how long that took in ms, failing the test
+ * past ms x h_slow. */
+int64_t h_wait_refused(const struct sockaddr *sa, socklen_t len, int ms, const char *what)
+{
+    int64_t t0 = h_now_ms(), deadline = t0 + (int64_t)ms * h_slow;
+    int rc;
+    for (;;) {
+        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
+        rc = h_try_connect(fd, sa, len);
+        close(fd);
+        if (rc == -ECONNREFUSED || rc == -ENOENT)
+            return h_now_ms() - t0;
+        if (h_now_ms() > deadline)
+            break;
+        h_sleep_ms(2);
+    }
+    ck_abort_msg("%s: a new connection was still %s %d ms after the drain began, "
+                 "expected the listener closed (ECONNREFUSED)",
+                 what, rc == 0 ? "accepted by the kernel" : strerror(-rc), ms * h_slow);
+    return -1;
 }
 
 /* ---------------------------------------------------------------- fixture */

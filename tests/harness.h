@@ -236,6 +236,101 @@ evio_action h_data_echo(evio_conn *c, const void *in, size_t len);
 evio_action h_closed_log(evio_conn *c, int err);
 evio_action h_detached_log(evio_conn *c, int fd); /* logs, then closes fd */
 
+/* ---------------------------------------------------------------- registry
+ * The connections a server opened, in opened() order, and what their
+ * callbacks saw: shared by the test files whose tests watch individual
+ * connections (features, bounds, contract).  Loop threads write it and the
+ * test thread reads copies, both under h_reg.mu.  A registered connection's
+ * context is its index + 1 (so tests that register must not set another). */
+
+#define H_REG_MAX 64
+#define H_REG_RCS 8
+
+typedef struct h_conn {
+    uint64_t id;
+    int listener;       /* info->listener (-2 without info) */
+    int loop;           /* 0: the serving thread (loop 0); 1, 2, ...: other loop threads,
+                         * numbered in the order they were first seen */
+    bool dialed;
+    int64_t opened_ns, closed_ns, eof_ns, mark_ns;
+    int64_t set_ns;     /* per-test: when a later call happened */
+    int err;            /* closed()'s err */
+    int nclosed, neof, ndetached;
+    size_t in;          /* input bytes data() saw */
+    size_t max_read;    /* the largest single input */
+    size_t max_before;  /* evio_conn_pending() before data()'s write, at most */
+    size_t max_pending; /* evio_conn_pending() after data()'s write, at most */
+    char req[64];       /* the first bytes of input */
+    size_t reqlen;
+    int rc[H_REG_RCS];  /* return codes of calls the callbacks made; 1: not called */
+    bool flag;          /* per-test: replied, shut down, ... */
+    bool woken;         /* per-test */
+    struct sockaddr_storage remote; /* a copy of info->remote (family 0 if none) */
+    socklen_t remote_len;
+} h_conn;
+
+typedef struct h_registry {
+    pthread_mutex_t mu;
+    h_conn c[H_REG_MAX];
+    int n;
+    pthread_t threads[16];
+    int nthreads;       /* loop threads seen; [0] is the serving thread's slot */
+    atomic_int opened, closed; /* closed counts detached too */
+} h_registry;
+
+extern h_registry h_reg;
+
+void h_reg_reset(void);
+/* Register c (opened() order), set its context, log H_OPENED; returns its
+ * index, or -1 (after recording a failure) past H_REG_MAX. */
+int h_reg_open(evio_conn *c, const evio_info *info);
+int h_reg_index(const evio_conn *c); /* from the context; -1 if none */
+/* Lock the registry and return c's entry (NULL, and unlocked, if c was
+ * never registered).  Pair with h_reg_unlock(). */
+h_conn *h_reg_lock(evio_conn *c);
+void h_reg_unlock(void);
+void h_reg_rc(evio_conn *c, int k, int rc); /* rc[k] = rc */
+void h_reg_note_input(evio_conn *c, const void *in, size_t len);
+h_conn h_reg_get(int i);          /* a copy; fails the test if i never opened */
+int h_reg_by_listener(int listener); /* the (last) connection from it */
+/* Ready-made callbacks: register / record closed() (and log). */
+evio_action h_reg_opened(evio_conn *c, const evio_info *info);
+evio_action h_reg_closed(evio_conn *c, int err);
+evio_action h_reg_detached(evio_conn *c, int fd); /* logs, then closes fd */
+/* Bounded waits for h_reg.opened / h_reg.closed to reach n. */
+void h_reg_wait_opened(int n);
+void h_reg_wait_closed(int n);
+
+/* ---------------------------------------------------------------- scaffolding
+ * The server/client set-up the test files share. */
+
+evio_server *h_srv(h_server *hs);
+/* h_server_start that must succeed. */
+void h_start(h_server *hs, const evio_events *ev, const char *const addrs[], size_t n);
+/* evio_server_stats' total (fails unless it returns >= 1). */
+evio_stats h_stats(h_server *hs);
+/* Send msg and expect it echoed back whole. */
+void h_echo_check(int fd, const char *msg);
+/* A connected client of the i-th address; rcvbuf > 0 sets SO_RCVBUF before
+ * connect, so the TCP window stays that small. */
+int h_client(h_server *hs, size_t i, int rcvbuf);
+/* A UDP socket connected to the i-th address, with timeouts. */
+int h_udp_client(h_server *hs, size_t i);
+/* A copy of the i-th bound address (evio_server_addr's is valid only while
+ * the server runs). */
+socklen_t h_copy_addr(h_server *hs, size_t i, struct sockaddr_storage *ss);
+/* A plain listener on 127.0.0.1, port 0 (for dial tests); *port gets its
+ * port.  accept within ms (x h_slow) or fail. */
+int h_test_listener(int *port);
+int h_accept_within(int lfd, int ms);
+
+/* A client the server closes at once must see EOF (or a reset) promptly. */
+void h_expect_closed_at_once(int fd, const char *what);
+/* Connect attempts to sa until one is refused (ECONNREFUSED, or ENOENT for
+ * a removed unix socket); returns how long that took in ms, failing the
+ * test past ms x h_slow. */
+int64_t h_wait_refused(const struct sockaddr *sa, socklen_t len, int ms, const char *what);
+
 /* ---------------------------------------------------------------- fixture */
 
 void h_fixture_setup(void);
@@ -259,5 +354,7 @@ TCase *tcase_loops(void);     /* test-loops.c: many loops and UDP */
 TCase *tcase_features(void);  /* test-features.c: send, idle, limits, drain, stats */
 TCase *tcase_translate(void); /* test-translate.c */
 TCase *tcase_bounds(void);    /* test-bounds.c: high water, write timeout, deadlines, half-close, reset */
+TCase *tcase_contract(void);  /* test-contract.c: the rest of evio.h's promises, one check each */
+TCase *tcase_contract_threads(void); /* test-contract.c: those where threads meet */
 
 #endif /* EVIO_TESTS_HARNESS_H */

@@ -31,196 +31,11 @@
  * iteration, so its "now" may lag our opened()/data() timestamps a little. */
 #define EARLY_MS 25
 
-/* ---------------------------------------------------------------- a registry
- * of the connections a server opened, in opened() order, and what their
- * callbacks saw.  Loop threads write it and the test thread reads it, both
- * under bd.mu. */
-
-#define BD_MAX 64
-#define BD_RCS 8
-
-typedef struct bd_conn {
-    uint64_t id;
-    int listener;
-    int64_t opened_ns, closed_ns, eof_ns, mark_ns;
-    int err, nclosed, neof, ndetached;
-    size_t in;          /* input bytes data() saw */
-    size_t max_read;    /* the largest single input */
-    size_t max_before;  /* evio_conn_pending() before data()'s write, at most */
-    size_t max_pending; /* evio_conn_pending() after data()'s write, at most */
-    char req[64];       /* the first bytes of input */
-    size_t reqlen;
-    int rc[BD_RCS];     /* return codes of calls the callbacks made */
-    bool flag;          /* per-test: replied, shut down, ... */
-    bool woken;         /* half-close test: the replier woke it */
-} bd_conn;
-
-static struct {
-    pthread_mutex_t mu;
-    bd_conn c[BD_MAX];
-    int n;
-    atomic_int opened, closed;
-} bd = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static void bd_reset(void)
-{
-    pthread_mutex_lock(&bd.mu);
-    memset(bd.c, 0, sizeof bd.c);
-    bd.n = 0;
-    atomic_store(&bd.opened, 0);
-    atomic_store(&bd.closed, 0);
-    pthread_mutex_unlock(&bd.mu);
-}
-
-static int bd_index(const evio_conn *c)
-{
-    return (int)(intptr_t)evio_conn_context(c) - 1;
-}
-
-/* Lock the registry and return c's entry (NULL, and unlocked, if c was
- * never registered).  Pair with bd_unlock(). */
-static bd_conn *bd_lock(evio_conn *c)
-{
-    int i = bd_index(c);
-    if (i < 0 || i >= BD_MAX) {
-        H_EXPECT(i >= 0 && i < BD_MAX, "a connection the registry does not know");
-        return NULL;
-    }
-    pthread_mutex_lock(&bd.mu);
-    return &bd.c[i];
-}
-
-static void bd_unlock(void) { pthread_mutex_unlock(&bd.mu); }
-
-static void bd_rc(evio_conn *c, int k, int rc)
-{
-    bd_conn *f = bd_lock(c);
-    if (f) {
-        f->rc[k] = rc;
-        bd_unlock();
-    }
-}
-
-static int bd_open(evio_conn *c, const evio_info *info)
-{
-    pthread_mutex_lock(&bd.mu);
-    int i = bd.n < BD_MAX ? bd.n++ : -1;
-    if (i >= 0) {
-        bd_conn *f = &bd.c[i];
-        f->id = evio_conn_id(c);
-        f->listener = info ? info->listener : -2;
-        f->opened_ns = h_now_ns();
-        for (int k = 0; k < BD_RCS; k++)
-            f->rc[k] = 1; /* "not called" */
-    }
-    pthread_mutex_unlock(&bd.mu);
-    H_EXPECT(i >= 0, "more than %d connections", BD_MAX);
-    evio_conn_set_context(c, (void *)(intptr_t)(i + 1));
-    h_opened_log(c, info);
-    atomic_fetch_add(&bd.opened, 1);
-    return i;
-}
-
-static evio_action bd_opened(evio_conn *c, const evio_info *info)
-{
-    bd_open(c, info);
-    return EVIO_NONE;
-}
-
-static evio_action bd_closed(evio_conn *c, int err)
-{
-    int64_t now = h_now_ns();
-    bd_conn *f = bd_lock(c);
-    if (f) {
-        f->closed_ns = now;
-        f->err = err;
-        f->nclosed++;
-        bd_unlock();
-    }
-    h_closed_log(c, err);
-    atomic_fetch_add(&bd.closed, 1);
-    return EVIO_NONE;
-}
-
-static evio_action bd_detached(evio_conn *c, int fd)
-{
-    bd_conn *f = bd_lock(c);
-    if (f) {
-        f->ndetached++;
-        bd_unlock();
-    }
-    h_detached_log(c, fd);
-    atomic_fetch_add(&bd.closed, 1);
-    return EVIO_NONE;
-}
-
-/* Count input and remember its first bytes. */
-static void bd_note_input(evio_conn *c, const void *in, size_t len)
-{
-    bd_conn *f = bd_lock(c);
-    if (f) {
-        f->in += len;
-        if (len > f->max_read)
-            f->max_read = len;
-        size_t room = sizeof f->req - 1 - f->reqlen;
-        size_t k = len < room ? len : room;
-        memcpy(f->req + f->reqlen, in, k);
-        f->reqlen += k;
-        bd_unlock();
-    }
-}
-
-static bd_conn bd_get(int i)
-{
-    ck_assert_msg(i >= 0 && i < BD_MAX, "registry index %d", i);
-    pthread_mutex_lock(&bd.mu);
-    ck_assert_msg(i < bd.n, "connection %d never opened (%d did)", i, bd.n);
-    bd_conn f = bd.c[i];
-    pthread_mutex_unlock(&bd.mu);
-    return f;
-}
-
-/* The registry index of the (one) connection opened from this listener. */
-static int bd_by_listener(int listener)
-{
-    int found = -1;
-    pthread_mutex_lock(&bd.mu);
-    for (int i = 0; i < bd.n; i++)
-        if (bd.c[i].listener == listener)
-            found = i;
-    pthread_mutex_unlock(&bd.mu);
-    ck_assert_msg(found >= 0, "no connection opened from listener %d", listener);
-    return found;
-}
-
-static void wait_opened(int n)
-{
-    H_WAIT(atomic_load(&bd.opened) >= n, 5000, "opened() to fire %d times (it fired %d)", n,
-           atomic_load(&bd.opened));
-}
-
-static void wait_closed(int n)
-{
-    H_WAIT(atomic_load(&bd.closed) >= n, 5000, "closed() to fire %d times (it fired %d)", n,
-           atomic_load(&bd.closed));
-}
-
 /* ---------------------------------------------------------------- small helpers */
-
-static evio_server *srv_of(h_server *hs) { return atomic_load(&hs->srv); }
-
-static evio_stats stats_now(h_server *hs)
-{
-    evio_stats s;
-    memset(&s, 0xA5, sizeof s);
-    int n = evio_server_stats(srv_of(hs), &s, NULL, 0);
-    ck_assert_msg(n >= 1, "evio_server_stats returned %d", n);
-    return s;
-}
 
 static bool stats_queue_empty(h_server *hs)
 {
-    evio_stats s = stats_now(hs);
+    evio_stats s = h_stats(hs);
     return s.output_buffers == 0 && s.output_bytes == 0;
 }
 
@@ -229,7 +44,7 @@ static void expect_no_output_buffers(h_server *hs, const char *when)
 {
     bool ok;
     H_WAIT_FOR(ok, stats_queue_empty(hs), 2000);
-    evio_stats s = stats_now(hs);
+    evio_stats s = h_stats(hs);
     ck_assert_msg(ok, "%s: evio_stats.output_buffers = %llu, output_bytes = %llu with every "
                   "output queue empty (open connections: %llu), expected 0 and 0",
                   when, (unsigned long long)s.output_buffers,
@@ -274,42 +89,11 @@ static bool kaddr_init(kaddr *ka, int kind)
     }
 }
 
-static void start(h_server *hs, const evio_events *ev, const char *const *addrs, size_t n)
-{
-    int rc = h_server_start(hs, ev, addrs, n);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
-}
-
-/* A blocking client (with the harness's timeouts); rcvbuf > 0 sets
- * SO_RCVBUF before connect, so the TCP window stays that small. */
-static int client(h_server *hs, size_t i, int rcvbuf)
-{
-    socklen_t len;
-    const struct sockaddr *sa = h_server_addr(hs, i, &len);
-    int fd = h_socket_for(sa);
-    if (rcvbuf > 0)
-        ck_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf) == 0);
-    int rc = h_try_connect(fd, sa, len);
-    ck_assert_msg(rc == 0, "connect: %s", strerror(-rc));
-    return fd;
-}
-
 static void set_nonblock(int fd, bool on)
 {
     int fl = fcntl(fd, F_GETFL);
     ck_assert(fl >= 0);
     ck_assert(fcntl(fd, F_SETFL, on ? fl | O_NONBLOCK : fl & ~O_NONBLOCK) == 0);
-}
-
-static void echo_check(int fd, const char *msg)
-{
-    size_t len = strlen(msg);
-    char buf[256];
-    ck_assert(len <= sizeof buf);
-    h_send_all(fd, msg, len);
-    h_recv_exact(fd, buf, len);
-    ck_assert_msg(memcmp(buf, msg, len) == 0, "echo of \"%s\" came back as \"%.*s\"", msg,
-                  (int)len, buf);
 }
 
 /* Read (blocking, with the socket's timeout) until EOF or an error; returns
@@ -362,7 +146,7 @@ static void send_until_stalled(int fd, const uint8_t *out, size_t total, size_t 
                           p.revents);
         }
         if (h_now_ms() - last >= (int64_t)stall_ms * h_slow &&
-            (!need_hw || stats_now(hs).high_water >= 1))
+            (!need_hw || h_stats(hs).high_water >= 1))
             break;
     }
 }
@@ -438,17 +222,17 @@ static evio_action q_data(evio_conn *c, const void *in, size_t len)
  * buffer, and once the peer has read it all the buffer is gone again. */
 START_TEST(test_empty_queue_holds_no_buffer)
 {
-    bd_reset();
+    h_reg_reset();
     uint8_t *payload = h_xmalloc(Q_BIG);
     h_fill(payload, Q_BIG, 11);
     big.payload = payload;
     big.len = Q_BIG;
-    evio_events ev = {.opened = bd_opened, .data = q_data, .closed = bd_closed};
+    evio_events ev = {.opened = h_reg_opened, .data = q_data, .closed = h_reg_closed};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.output_buffers == 0 && s.output_bytes == 0 && s.high_water == 0 &&
                       s.timeouts == 0,
                   "stats before any connection: output_buffers %llu, output_bytes %llu, "
@@ -457,8 +241,8 @@ START_TEST(test_empty_queue_holds_no_buffer)
                   (unsigned long long)s.high_water, (unsigned long long)s.timeouts);
 
     int fd = h_connect(&hs, 0);
-    wait_opened(1);
-    echo_check(fd, "hello, one round trip");
+    h_reg_wait_opened(1);
+    h_echo_check(fd, "hello, one round trip");
     expect_no_output_buffers(&hs, "after one echo round trip");
 
     int fds[Q_CONNS];
@@ -466,21 +250,21 @@ START_TEST(test_empty_queue_holds_no_buffer)
         char msg[32];
         fds[k] = h_connect(&hs, 0);
         snprintf(msg, sizeof msg, "message %d", k);
-        echo_check(fds[k], msg);
+        h_echo_check(fds[k], msg);
     }
-    wait_opened(Q_CONNS + 1);
-    ck_assert_uint_eq(stats_now(&hs).open, Q_CONNS + 1);
+    h_reg_wait_opened(Q_CONNS + 1);
+    ck_assert_uint_eq(h_stats(&hs).open, Q_CONNS + 1);
     expect_no_output_buffers(&hs, "51 open connections, each after one echo");
     for (int k = 0; k < Q_CONNS; k++)
         close(fds[k]);
-    wait_closed(Q_CONNS);
+    h_reg_wait_closed(Q_CONNS);
     expect_no_output_buffers(&hs, "after 50 connections closed");
 
     /* A reply the peer does not read stays queued: a buffer is held. */
-    int q = client(&hs, 0, 16 * KIB);
-    wait_opened(Q_CONNS + 2);
+    int q = h_client(&hs, 0, 16 * KIB);
+    h_reg_wait_opened(Q_CONNS + 2);
     h_send_all(q, "big", 3);
-    H_WAIT((s = stats_now(&hs)).output_buffers >= 1 && s.output_bytes > 0, 5000,
+    H_WAIT((s = h_stats(&hs)).output_buffers >= 1 && s.output_bytes > 0, 5000,
            "output_buffers >= 1 while %d MiB are queued to a peer that does not read "
            "(output_buffers %llu, output_bytes %llu)", Q_BIG / MIB,
            (unsigned long long)s.output_buffers, (unsigned long long)s.output_bytes);
@@ -491,12 +275,12 @@ START_TEST(test_empty_queue_holds_no_buffer)
     ck_assert_msg(d == (size_t)-1, "the big reply differs at byte %zu", d);
     free(got);
     expect_no_output_buffers(&hs, "after the peer read the whole queued reply");
-    echo_check(q, "and after that an echo");
+    h_echo_check(q, "and after that an echo");
     expect_no_output_buffers(&hs, "after an echo on the drained connection");
 
     close(q);
     close(fd);
-    wait_closed(Q_CONNS + 2);
+    h_reg_wait_closed(Q_CONNS + 2);
     h_server_stop(&hs);
     h_log_check_sequences(true);
     free(payload);
@@ -515,9 +299,9 @@ static struct {
 
 static evio_action hw_opened(evio_conn *c, const evio_info *info)
 {
-    bd_open(c, info);
+    h_reg_open(c, info);
     for (int k = 0; k < hw.nset; k++)
-        bd_rc(c, k, evio_conn_set_high_water(c, hw.set[k]));
+        h_reg_rc(c, k, evio_conn_set_high_water(c, hw.set[k]));
     return EVIO_NONE;
 }
 
@@ -546,7 +330,7 @@ static evio_action hw_data(evio_conn *c, const void *in, size_t len)
     int rc = evio_write(c, in, len);
     H_EXPECT(rc == 0, "evio_write: %d (%s)", rc, evio_strerror(rc));
     size_t after = evio_conn_pending(c);
-    bd_conn *f = bd_lock(c);
+    h_conn *f = h_reg_lock(c);
     if (f) {
         f->in += len;
         if (len > f->max_read)
@@ -555,7 +339,7 @@ static evio_action hw_data(evio_conn *c, const void *in, size_t len)
             f->max_before = before;
         if (after > f->max_pending)
             f->max_pending = after;
-        bd_unlock();
+        h_reg_unlock();
     }
     return EVIO_NONE;
 }
@@ -596,27 +380,27 @@ START_TEST(test_high_water_bounds_queue)
     kaddr ka;
     if (!kaddr_init(&ka, v->kind))
         return;
-    bd_reset();
+    h_reg_reset();
     memset(&hw, 0, sizeof hw);
     hw.nset = v->nset;
     hw.set[0] = v->set[0];
     hw.set[1] = v->set[1];
-    evio_events ev = {.opened = hw_opened, .data = hw_data, .closed = bd_closed,
+    evio_events ev = {.opened = hw_opened, .data = hw_data, .closed = h_reg_closed,
                       .output_high_water = v->server_mark};
     const char *addrs[] = {ka.addr};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
     uint8_t *out = h_xmalloc(HW_TOTAL), *in = h_xmalloc(HW_TOTAL);
     h_fill(out, HW_TOTAL, HW_SEED);
-    int fd = client(&hs, 0, 16 * KIB);
-    wait_opened(1);
+    int fd = h_client(&hs, 0, 16 * KIB);
+    h_reg_wait_opened(1);
     set_nonblock(fd, true);
     size_t sent = 0, got = 0;
     send_until_stalled(fd, out, HW_TOTAL, &sent, &hs, true, 300, 10000);
 
-    evio_stats s = stats_now(&hs);
-    bd_conn f = bd_get(0);
+    evio_stats s = h_stats(&hs);
+    h_conn f = h_reg_get(0);
     for (int k = 0; k < v->nset; k++)
         ck_assert_msg(f.rc[k] == 0, "evio_conn_set_high_water(c, %d) returned %d (%s)",
                       v->set[k], f.rc[k], evio_strerror(f.rc[k]));
@@ -651,8 +435,8 @@ START_TEST(test_high_water_bounds_queue)
     size_t extra;
     ck_assert_int_eq(read_to_end(fd, &extra), 0);
     ck_assert_msg(extra == 0, "[%s] %zu bytes more than were sent came back", v->what, extra);
-    wait_closed(1);
-    f = bd_get(0);
+    h_reg_wait_closed(1);
+    f = h_reg_get(0);
     ck_assert_uint_eq(f.in, HW_TOTAL);
     ck_assert_msg(f.err == 0, "closed(err = %d) after a clean half-close", f.err);
     ck_assert_msg(f.max_pending <= bound, "[%s] the queue reached %zu bytes while echoing "
@@ -672,37 +456,37 @@ END_TEST
 START_TEST(test_high_water_off_per_connection)
 {
     const size_t total = 8 * MIB;
-    bd_reset();
+    h_reg_reset();
     memset(&hw, 0, sizeof hw);
     hw.nset = 1;
     hw.set[0] = -1;
-    evio_events ev = {.opened = hw_opened, .data = hw_data, .closed = bd_closed,
+    evio_events ev = {.opened = hw_opened, .data = hw_data, .closed = h_reg_closed,
                       .output_high_water = HW_MARK};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
     uint8_t *out = h_xmalloc(total), *in = h_xmalloc(total);
     h_fill(out, total, HW_SEED + 1);
-    int fd = client(&hs, 0, 16 * KIB);
-    wait_opened(1);
+    int fd = h_client(&hs, 0, 16 * KIB);
+    h_reg_wait_opened(1);
     set_nonblock(fd, true);
     size_t sent = 0, got = 0;
     send_until_stalled(fd, out, total, &sent, &hs, false, 1000, 15000);
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     ck_assert_msg(f.rc[0] == 0, "evio_conn_set_high_water(c, -1): %d (%s)", f.rc[0],
                   evio_strerror(f.rc[0]));
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(sent == total,
                   "with the mark off for the connection the server stopped reading: it took "
                   "%zu of %zu bytes (queued at most %zu, stats.high_water %llu)", sent, total,
                   f.max_pending, (unsigned long long)s.high_water);
-    H_WAIT((f = bd_get(0)).in == total, 5000, "the server to read all %zu bytes (it read %zu)",
+    H_WAIT((f = h_reg_get(0)).in == total, 5000, "the server to read all %zu bytes (it read %zu)",
            total, f.in);
     ck_assert_msg(f.max_pending >= 1 * MIB,
                   "with the mark off the server's queue reached only %zu bytes of the %zu "
                   "echoed to a client that does not read", f.max_pending, total);
-    s = stats_now(&hs);
+    s = h_stats(&hs);
     ck_assert_msg(s.high_water == 0, "stats.high_water %llu with the mark off",
                   (unsigned long long)s.high_water);
     ck_assert_msg(s.output_buffers >= 1, "%zu bytes queued but output_buffers is 0",
@@ -712,7 +496,7 @@ START_TEST(test_high_water_off_per_connection)
     size_t d = h_mismatch(in, total, HW_SEED + 1);
     ck_assert_msg(d == (size_t)-1, "the echo differs at byte %zu", d);
     close(fd);
-    wait_closed(1);
+    h_reg_wait_closed(1);
     expect_no_output_buffers(&hs, "after the connection closed");
     h_server_stop(&hs);
     h_log_check_sequences(true);
@@ -724,7 +508,7 @@ END_TEST
 static void hw_command(h_server *hs, uint64_t id, int cmd)
 {
     atomic_store(&hw.cmd, cmd);
-    int rc = evio_wake(srv_of(hs), id);
+    int rc = evio_wake(h_srv(hs), id);
     ck_assert_msg(rc == 0, "evio_wake: %d (%s)", rc, evio_strerror(rc));
     if (cmd == 1)
         H_WAIT(atomic_load(&hw.paused), 5000, "the wake that pauses the connection");
@@ -737,36 +521,36 @@ static void hw_command(h_server *hs, uint64_t id, int cmd)
  * drains, until the application resumes it. */
 START_TEST(test_high_water_and_app_pause_independent)
 {
-    bd_reset();
+    h_reg_reset();
     memset(&hw, 0, sizeof hw);
-    evio_events ev = {.opened = hw_opened, .data = hw_data, .closed = bd_closed,
+    evio_events ev = {.opened = hw_opened, .data = hw_data, .closed = h_reg_closed,
                       .output_high_water = HW_MARK};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
     uint8_t *out = h_xmalloc(HW_TOTAL), *in = h_xmalloc(HW_TOTAL);
     h_fill(out, HW_TOTAL, HW_SEED + 2);
-    int fd = client(&hs, 0, 16 * KIB);
-    wait_opened(1);
-    uint64_t id = bd_get(0).id;
+    int fd = h_client(&hs, 0, 16 * KIB);
+    h_reg_wait_opened(1);
+    uint64_t id = h_reg_get(0).id;
     set_nonblock(fd, true);
     size_t sent = 0, got = 0;
 
     /* 1. The mark stops the reads. */
     send_until_stalled(fd, out, HW_TOTAL, &sent, &hs, true, 300, 10000);
-    ck_assert_msg(stats_now(&hs).high_water >= 1, "the mark never stopped the reads (sent "
+    ck_assert_msg(h_stats(&hs).high_water >= 1, "the mark never stopped the reads (sent "
                   "%zu)", sent);
     /* 2. The application pauses too. */
     hw_command(&hs, id, 1);
-    size_t echoed = bd_get(0).in;
+    size_t echoed = h_reg_get(0).in;
     /* 3. The client reads everything echoed: the queue drains below the
      * low mark, but the application's pause holds. */
     pump(fd, out, sent, &sent, in, echoed, &got, 10000);
     ck_assert_msg(memcmp(in, out, echoed) == 0, "the first %zu bytes echoed differ", echoed);
     expect_no_output_buffers(&hs, "after the client read all that was echoed");
     h_sleep_ms(300 * h_slow);
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     ck_assert_msg(f.in == echoed,
                   "the server read %zu more bytes after its queue drained although the "
                   "application had paused the connection", f.in - echoed);
@@ -781,7 +565,7 @@ START_TEST(test_high_water_and_app_pause_independent)
     size_t d = h_mismatch(in, HW_TOTAL, HW_SEED + 2);
     ck_assert_msg(d == (size_t)-1, "the echo differs at byte %zu", d);
     close(fd);
-    wait_closed(1);
+    h_reg_wait_closed(1);
     h_server_stop(&hs);
     h_log_check_sequences(true);
     free(out);
@@ -799,11 +583,11 @@ static struct {
 
 static evio_action wt_opened(evio_conn *c, const evio_info *info)
 {
-    bd_open(c, info);
+    h_reg_open(c, info);
     int l = info->listener;
     if (l >= 0 && l < 4)
         for (int k = 0; k < wt.nset[l]; k++)
-            bd_rc(c, k, evio_conn_set_write_timeout(c, wt.set[l][k]));
+            h_reg_rc(c, k, evio_conn_set_write_timeout(c, wt.set[l][k]));
     if (wt.write_in_opened) {
         int rc = evio_write(c, big.payload, big.len);
         H_EXPECT(rc == 0, "evio_write in opened(): %d (%s)", rc, evio_strerror(rc));
@@ -819,17 +603,17 @@ static evio_action wt_data(evio_conn *c, const void *in, size_t len)
         h_log(c, H_DATA, (int64_t)len);
         int rc = evio_write(c, big.payload, big.len);
         H_EXPECT(rc == 0, "evio_write: %d (%s)", rc, evio_strerror(rc));
-        bd_conn *f = bd_lock(c);
+        h_conn *f = h_reg_lock(c);
         if (f) {
             f->mark_ns = h_now_ns();
-            bd_unlock();
+            h_reg_unlock();
         }
         return *(const char *)in == 'c' ? EVIO_CLOSE : EVIO_DETACH;
     }
     return h_data_echo(c, in, len);
 }
 
-static void expect_timed_out(bd_conn f, int64_t from_ns, int ms, const char *what)
+static void expect_timed_out(h_conn f, int64_t from_ns, int ms, const char *what)
 {
     ck_assert_msg(f.nclosed == 1, "%s: closed() fired %d times", what, f.nclosed);
     ck_assert_msg(f.err == -ETIMEDOUT, "%s: closed(err = %d, %s), expected -ETIMEDOUT", what,
@@ -860,35 +644,35 @@ START_TEST(test_write_timeout_nonreader)
                {K_TCP, "detach"}};
     kaddr ka;
     kaddr_init(&ka, var[_i].kind);
-    bd_reset();
+    h_reg_reset();
     memset(&wt, 0, sizeof wt);
     uint8_t *payload = h_xmalloc(WT_BIG);
     memset(payload, 'w', WT_BIG);
     big.payload = payload;
     big.len = WT_BIG;
     wt.write_in_opened = var[_i].cmd == NULL;
-    evio_events ev = {.opened = wt_opened, .data = wt_data, .closed = bd_closed,
-                      .detached = bd_detached, .write_timeout_ms = WT_MS};
+    evio_events ev = {.opened = wt_opened, .data = wt_data, .closed = h_reg_closed,
+                      .detached = h_reg_detached, .write_timeout_ms = WT_MS};
     const char *addrs[] = {ka.addr};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
-    int fd = client(&hs, 0, 16 * KIB);
-    wait_opened(1);
+    int fd = h_client(&hs, 0, 16 * KIB);
+    h_reg_wait_opened(1);
     if (var[_i].cmd)
         h_send_all(fd, var[_i].cmd, strlen(var[_i].cmd));
-    H_WAIT(atomic_load(&bd.closed) >= 1, 5000,
+    H_WAIT(atomic_load(&h_reg.closed) >= 1, 5000,
            "the connection to time out: %d MiB queued to a peer that never reads, "
            "write_timeout_ms = %d (%s%s)", WT_BIG / MIB, WT_MS, kind_name(var[_i].kind),
            var[_i].cmd ? var[_i].cmd : ", written in opened()");
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     char what[96];
     snprintf(what, sizeof what, "%s, %s", kind_name(var[_i].kind),
              var[_i].cmd ? var[_i].cmd : "written in opened()");
     ck_assert_msg(f.ndetached == 0, "%s: detached() fired although the flush never finished",
                   what);
     expect_timed_out(f, var[_i].cmd ? f.mark_ns : f.opened_ns, WT_MS, what);
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.timeouts == 1, "stats.timeouts = %llu after one write timeout",
                   (unsigned long long)s.timeouts);
     expect_no_output_buffers(&hs, "after the timed-out connection closed");
@@ -905,13 +689,13 @@ END_TEST
 static evio_action sr_postwrite(evio_conn *c, size_t written, size_t remaining)
 {
     (void)written;
-    bd_conn *f = bd_lock(c);
+    h_conn *f = h_reg_lock(c);
     if (f) {
         if (remaining == 0 && f->mark_ns == 0)
             f->mark_ns = h_now_ns();
         if (remaining > f->max_pending)
             f->max_pending = remaining;
-        bd_unlock();
+        h_reg_unlock();
     }
     return EVIO_NONE;
 }
@@ -929,20 +713,20 @@ START_TEST(test_write_timeout_spares_slow_reader)
     const size_t SR_PER_TICK = kind == K_TCP ? 256 * KIB : 96 * KIB;
     kaddr ka;
     kaddr_init(&ka, kind);
-    bd_reset();
+    h_reg_reset();
     memset(&wt, 0, sizeof wt);
     uint8_t *payload = h_xmalloc(SR_TOTAL), *in = h_xmalloc(SR_TOTAL);
     h_fill(payload, SR_TOTAL, SR_SEED);
     big.payload = payload;
     big.len = SR_TOTAL;
     wt.write_in_opened = true;
-    evio_events ev = {.opened = wt_opened, .data = wt_data, .closed = bd_closed,
+    evio_events ev = {.opened = wt_opened, .data = wt_data, .closed = h_reg_closed,
                       .postwrite = sr_postwrite, .write_timeout_ms = T};
     const char *addrs[] = {ka.addr};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
-    int fd = client(&hs, 0, 32 * KIB);
+    int fd = h_client(&hs, 0, 32 * KIB);
     set_nonblock(fd, true);
     int64_t t0 = h_now_ms(), deadline = t0 + 60000LL * h_slow;
     size_t got = 0;
@@ -960,7 +744,7 @@ START_TEST(test_write_timeout_spares_slow_reader)
             }
             if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 break;
-            bd_conn f = atomic_load(&bd.opened) ? bd_get(0) : (bd_conn){0};
+            h_conn f = atomic_load(&h_reg.opened) ? h_reg_get(0) : (h_conn){0};
             ck_abort_msg("slow reader (%s, write_timeout_ms %d, reading %zu bytes every "
                          "100 ms): the server ended the connection after %zu of %zu bytes, "
                          "%lld ms in (%s; closed(err = %d, %s)); the peer kept taking bytes "
@@ -978,16 +762,16 @@ START_TEST(test_write_timeout_spares_slow_reader)
     ck_assert_msg(d == (size_t)-1, "slow reader: the bytes differ at %zu", d);
     ck_assert_msg(elapsed > T, "the slow read took %lld ms, not longer than the %d ms timeout: "
                   "the test proves nothing", (long long)elapsed, T);
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     ck_assert_msg(f.nclosed == 0, "the slow reader's connection was closed (err %d)", f.err);
     ck_assert_msg(f.mark_ns != 0 && f.mark_ns - f.opened_ns > (int64_t)T * MS,
                   "evio's queue was empty %.1f ms after opened(), not longer than the %d ms "
                   "write timeout (the kernel took the rest): the test proves nothing",
                   f.mark_ns ? (double)(f.mark_ns - f.opened_ns) / MS : -1.0, T);
-    ck_assert_msg(stats_now(&hs).timeouts == 0, "stats.timeouts counts a timeout");
+    ck_assert_msg(h_stats(&hs).timeouts == 0, "stats.timeouts counts a timeout");
     close(fd);
-    wait_closed(1);
-    f = bd_get(0);
+    h_reg_wait_closed(1);
+    f = h_reg_get(0);
     ck_assert_msg(f.err == 0, "closed(err = %d, %s) after the peer closed", f.err,
                   evio_strerror(f.err));
     h_server_stop(&hs);
@@ -1007,7 +791,7 @@ END_TEST
 START_TEST(test_write_timeout_per_connection)
 {
     const int T = 250, LONG = 1000;
-    bd_reset();
+    h_reg_reset();
     memset(&wt, 0, sizeof wt);
     uint8_t *payload = h_xmalloc(WT_BIG);
     memset(payload, 'p', WT_BIG);
@@ -1021,22 +805,22 @@ START_TEST(test_write_timeout_per_connection)
     wt.nset[3] = 2;
     wt.set[3][0] = -1;
     wt.set[3][1] = 0;
-    evio_events ev = {.opened = wt_opened, .data = wt_data, .closed = bd_closed,
+    evio_events ev = {.opened = wt_opened, .data = wt_data, .closed = h_reg_closed,
                       .write_timeout_ms = T};
     const char *addrs[] = {"tcp://127.0.0.1:0", "tcp://127.0.0.1:0", "tcp://127.0.0.1:0",
                            "tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 4);
+    h_start(&hs, &ev, addrs, 4);
     int fds[4];
     for (int l = 0; l < 4; l++) {
-        fds[l] = client(&hs, (size_t)l, 16 * KIB);
-        wait_opened(l + 1);
+        fds[l] = h_client(&hs, (size_t)l, 16 * KIB);
+        h_reg_wait_opened(l + 1);
     }
-    H_WAIT(atomic_load(&bd.closed) >= 3, 5000, "L0, L2 and L3 to time out (%d closed)",
-           atomic_load(&bd.closed));
-    bd_conn f[4];
+    H_WAIT(atomic_load(&h_reg.closed) >= 3, 5000, "L0, L2 and L3 to time out (%d closed)",
+           atomic_load(&h_reg.closed));
+    h_conn f[4];
     for (int l = 0; l < 4; l++) {
-        f[l] = bd_get(bd_by_listener(l));
+        f[l] = h_reg_get(h_reg_by_listener(l));
         for (int k = 0; k < wt.nset[l]; k++)
             ck_assert_msg(f[l].rc[k] == 0, "L%d: evio_conn_set_write_timeout(c, %d): %d (%s)",
                           l, wt.set[l][k], f[l].rc[k], evio_strerror(f[l].rc[k]));
@@ -1048,14 +832,14 @@ START_TEST(test_write_timeout_per_connection)
                   f[1].err, evio_strerror(f[1].err));
     /* L1 outlived the others' timeouts by far: give it some more. */
     h_sleep_ms(2 * T);
-    ck_assert_msg(bd_get(bd_by_listener(1)).nclosed == 0,
+    ck_assert_msg(h_reg_get(h_reg_by_listener(1)).nclosed == 0,
                   "L1 (write timeout off) was closed %d ms after the others timed out", 2 * T);
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.timeouts == 3, "stats.timeouts = %llu after three write timeouts",
                   (unsigned long long)s.timeouts);
     for (int l = 0; l < 4; l++)
         close(fds[l]);
-    wait_closed(4);
+    h_reg_wait_closed(4);
     h_server_stop(&hs);
     h_log_check_sequences(true);
     free(payload);
@@ -1101,19 +885,19 @@ enum { DL_FIRES, DL_CANCELLED, DL_REPLACED, DL_N };
 
 static evio_action dl_opened(evio_conn *c, const evio_info *info)
 {
-    bd_open(c, info);
+    h_reg_open(c, info);
     switch (info->listener) {
     case DL_FIRES:
-        bd_rc(c, 0, evio_conn_set_deadline(c, -1));
-        bd_rc(c, 1, evio_conn_set_deadline(c, DL_MS));
+        h_reg_rc(c, 0, evio_conn_set_deadline(c, -1));
+        h_reg_rc(c, 1, evio_conn_set_deadline(c, DL_MS));
         break;
     case DL_CANCELLED:
-        bd_rc(c, 0, evio_conn_set_deadline(c, DL_MS));
-        bd_rc(c, 1, evio_conn_set_deadline(c, 0));
+        h_reg_rc(c, 0, evio_conn_set_deadline(c, DL_MS));
+        h_reg_rc(c, 1, evio_conn_set_deadline(c, 0));
         break;
     case DL_REPLACED:
-        bd_rc(c, 0, evio_conn_set_deadline(c, DL_SHORT));
-        bd_rc(c, 1, evio_conn_set_deadline(c, DL_LONG));
+        h_reg_rc(c, 0, evio_conn_set_deadline(c, DL_SHORT));
+        h_reg_rc(c, 1, evio_conn_set_deadline(c, DL_LONG));
         break;
     }
     return EVIO_NONE;
@@ -1125,15 +909,15 @@ static evio_action dl_opened(evio_conn *c, const evio_info *info)
  * then 700 fires at 700 (a new call replaces the old).  stats.timeouts. */
 START_TEST(test_deadline_closes_chatty_connection)
 {
-    bd_reset();
-    evio_events ev = {.opened = dl_opened, .data = h_data_echo, .closed = bd_closed};
+    h_reg_reset();
+    evio_events ev = {.opened = dl_opened, .data = h_data_echo, .closed = h_reg_closed};
     const char *addrs[] = {"tcp://127.0.0.1:0", "tcp://127.0.0.1:0", "tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, DL_N);
+    h_start(&hs, &ev, addrs, DL_N);
     chatter ch[DL_N];
     for (int l = 0; l < DL_N; l++) {
-        ch[l] = (chatter){.fd = client(&hs, (size_t)l, 0)};
-        wait_opened(l + 1);
+        ch[l] = (chatter){.fd = h_client(&hs, (size_t)l, 0)};
+        h_reg_wait_opened(l + 1);
     }
     int64_t deadline = h_now_ms() + 5000LL * h_slow;
     while ((!ch[DL_FIRES].ended || !ch[DL_REPLACED].ended) && h_now_ms() < deadline) {
@@ -1143,12 +927,12 @@ START_TEST(test_deadline_closes_chatty_connection)
     }
     /* The clients may see EOF a moment before closed() has run. */
     bool ok;
-    H_WAIT_FOR(ok, bd_get(bd_by_listener(DL_FIRES)).nclosed == 1 &&
-                       bd_get(bd_by_listener(DL_REPLACED)).nclosed == 1, 2000);
+    H_WAIT_FOR(ok, h_reg_get(h_reg_by_listener(DL_FIRES)).nclosed == 1 &&
+                       h_reg_get(h_reg_by_listener(DL_REPLACED)).nclosed == 1, 2000);
     (void)ok;
-    bd_conn f0 = bd_get(bd_by_listener(DL_FIRES));
-    bd_conn f1 = bd_get(bd_by_listener(DL_CANCELLED));
-    bd_conn f2 = bd_get(bd_by_listener(DL_REPLACED));
+    h_conn f0 = h_reg_get(h_reg_by_listener(DL_FIRES));
+    h_conn f1 = h_reg_get(h_reg_by_listener(DL_CANCELLED));
+    h_conn f2 = h_reg_get(h_reg_by_listener(DL_REPLACED));
     ck_assert_msg(f0.rc[0] == EVIO_EINVAL, "evio_conn_set_deadline(c, -1) returned %d (%s), "
                   "expected EVIO_EINVAL", f0.rc[0], evio_strerror(f0.rc[0]));
     ck_assert_msg(f0.rc[1] == 0 && f1.rc[0] == 0 && f1.rc[1] == 0 && f2.rc[0] == 0 &&
@@ -1173,17 +957,17 @@ START_TEST(test_deadline_closes_chatty_connection)
         char sink[256];
         ck_assert(c1->sent >= c1->recvd && c1->sent - c1->recvd <= sizeof sink);
         h_recv_exact(c1->fd, sink, c1->sent - c1->recvd);
-        echo_check(c1->fd, "still open");
+        h_echo_check(c1->fd, "still open");
     }
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.timeouts == 2, "stats.timeouts = %llu after two deadlines fired",
                   (unsigned long long)s.timeouts);
     for (int l = 0; l < DL_N; l++)
         close(ch[l].fd);
-    wait_closed(DL_N);
-    ck_assert_msg(bd_get(bd_by_listener(DL_CANCELLED)).err == 0,
+    h_reg_wait_closed(DL_N);
+    ck_assert_msg(h_reg_get(h_reg_by_listener(DL_CANCELLED)).err == 0,
                   "the cancelled connection closed by its peer: err %d",
-                  bd_get(bd_by_listener(DL_CANCELLED)).err);
+                  h_reg_get(h_reg_by_listener(DL_CANCELLED)).err);
     h_server_stop(&hs);
     h_log_check_sequences(true);
 }
@@ -1256,11 +1040,11 @@ static struct {
 
 static evio_action dx_opened(evio_conn *c, const evio_info *info)
 {
-    bd_open(c, info);
+    h_reg_open(c, info);
     if (info->listener == DX_BOTH)
-        bd_rc(c, 0, evio_conn_set_deadline(c, dxa.app_both));
+        h_reg_rc(c, 0, evio_conn_set_deadline(c, dxa.app_both));
     else if (info->listener == DX_APP_LONG)
-        bd_rc(c, 0, evio_conn_set_deadline(c, dxa.app_long));
+        h_reg_rc(c, 0, evio_conn_set_deadline(c, dxa.app_long));
     return EVIO_NONE;
 }
 
@@ -1271,7 +1055,7 @@ static evio_action dx_opened(evio_conn *c, const evio_info *info)
  * cancelling its own leaves the application's in force. */
 START_TEST(test_translator_deadline_independent)
 {
-    bd_reset();
+    h_reg_reset();
     const int tr_short = 200, tr_both = 1000 * h_slow;
     dxa.app_both = 1500 * h_slow;
     dxa.app_long = 20000 * h_slow;
@@ -1282,26 +1066,26 @@ START_TEST(test_translator_deadline_independent)
         dx_tr[l] = (evio_translator){.udata = &dx_ms[l], .open = dlx_open, .input = dlx_input,
                                      .output = dlx_output, .finish = dlx_finish,
                                      .free = dlx_free};
-    evio_events ev = {.opened = dx_opened, .data = h_data_echo, .closed = bd_closed,
+    evio_events ev = {.opened = dx_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .translate = dx_translate};
     const char *addrs[] = {"tcp://127.0.0.1:0", "tcp://127.0.0.1:0", "tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, DX_N);
+    h_start(&hs, &ev, addrs, DX_N);
     chatter ch[DX_N];
     for (int l = 0; l < DX_N; l++) {
-        ch[l] = (chatter){.fd = client(&hs, (size_t)l, 0)};
+        ch[l] = (chatter){.fd = h_client(&hs, (size_t)l, 0)};
         if (l == DX_BOTH)
             chat_tick(&ch[l]); /* the first input comes at once */
-        wait_opened(l + 1);
+        h_reg_wait_opened(l + 1);
     }
     int64_t deadline = h_now_ms() + 5000LL * h_slow;
-    while (atomic_load(&bd.closed) < DX_N && h_now_ms() < deadline) {
+    while (atomic_load(&h_reg.closed) < DX_N && h_now_ms() < deadline) {
         chat_tick(&ch[DX_BOTH]);
         h_sleep_ms(20);
     }
-    bd_conn f[DX_N];
+    h_conn f[DX_N];
     for (int l = 0; l < DX_N; l++)
-        f[l] = bd_get(bd_by_listener(l));
+        f[l] = h_reg_get(h_reg_by_listener(l));
     ck_assert_msg(f[DX_BOTH].rc[0] == 0 && f[DX_APP_LONG].rc[0] == 0,
                   "evio_conn_set_deadline on a translated connection: %d, %d",
                   f[DX_BOTH].rc[0], f[DX_APP_LONG].rc[0]);
@@ -1321,7 +1105,7 @@ START_TEST(test_translator_deadline_independent)
                   "application's?", dxa.app_both);
     expect_timed_out(f[DX_BOTH], f[DX_BOTH].opened_ns, dxa.app_both,
                      "the application's deadline (the translator's was cancelled)");
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.timeouts == 3, "stats.timeouts = %llu after three deadlines",
                   (unsigned long long)s.timeouts);
     for (int l = 0; l < DX_N; l++)
@@ -1341,11 +1125,11 @@ START_TEST(test_half_close_default_flushes_and_closes)
     kaddr ka;
     if (!kaddr_init(&ka, kinds[_i]))
         return;
-    bd_reset();
-    evio_events ev = {.opened = bd_opened, .data = h_data_echo, .closed = bd_closed};
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed};
     const char *addrs[] = {ka.addr};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
     for (int k = 0; k < 3; k++) {
         int fd = h_connect(&hs, 0);
         h_send_all(fd, "ping", 4);
@@ -1355,8 +1139,8 @@ START_TEST(test_half_close_default_flushes_and_closes)
         ck_assert_msg(n == 4 && memcmp(buf, "ping", 4) == 0,
                       "%s: got %zu bytes \"%.*s\" before EOF, expected \"ping\"",
                       kind_name(kinds[_i]), n, (int)n, buf);
-        wait_closed(k + 1);
-        bd_conn f = bd_get(k);
+        h_reg_wait_closed(k + 1);
+        h_conn f = h_reg_get(k);
         ck_assert_msg(f.err == 0, "closed(err = %d, %s) after the peer's half-close", f.err,
                       evio_strerror(f.err));
         close(fd);
@@ -1378,7 +1162,7 @@ static struct {
     int delay_ms;
 } hc;
 
-static size_t hc_reply(char *buf, size_t size, const bd_conn *f)
+static size_t hc_reply(char *buf, size_t size, const h_conn *f)
 {
     return (size_t)snprintf(buf, size, "reply:%.*s", (int)f->reqlen, f->req);
 }
@@ -1386,13 +1170,13 @@ static size_t hc_reply(char *buf, size_t size, const bd_conn *f)
 static evio_action hc_data(evio_conn *c, const void *in, size_t len)
 {
     if (in) {
-        bd_conn *f = bd_lock(c);
+        h_conn *f = h_reg_lock(c);
         bool after_eof = f && f->neof > 0;
         if (f)
-            bd_unlock();
+            h_reg_unlock();
         H_EXPECT(!after_eof, "data() with %zu bytes after eof()", len);
         h_log(c, H_DATA, (int64_t)len);
-        bd_note_input(c, in, len);
+        h_reg_note_input(c, in, len);
         return EVIO_NONE;
     }
     /* A wake: answer, then close (HC_WAKE_WRITE_CLOSE). */
@@ -1400,14 +1184,14 @@ static evio_action hc_data(evio_conn *c, const void *in, size_t len)
     char reply[128];
     size_t n = 0;
     bool due = false;
-    bd_conn *f = bd_lock(c);
+    h_conn *f = h_reg_lock(c);
     if (f) {
         due = f->neof > 0 && !f->flag;
         if (due) {
             f->flag = true;
             n = hc_reply(reply, sizeof reply, f);
         }
-        bd_unlock();
+        h_reg_unlock();
     }
     H_EXPECT(hc.how == HC_WAKE_WRITE_CLOSE && due, "an unexpected wake");
     if (!due)
@@ -1422,12 +1206,12 @@ static evio_action hc_eof(evio_conn *c)
 {
     char reply[128];
     size_t n = 0;
-    bd_conn *f = bd_lock(c);
+    h_conn *f = h_reg_lock(c);
     if (f) {
         f->neof++;
         f->eof_ns = h_now_ns();
         n = hc_reply(reply, sizeof reply, f);
-        bd_unlock();
+        h_reg_unlock();
     }
     if (hc.how != HC_EOF_CLOSE)
         return EVIO_NONE;
@@ -1449,9 +1233,9 @@ static void *hc_replier(void *arg)
         uint64_t id = 0;
         char reply[128];
         size_t n = 0;
-        pthread_mutex_lock(&bd.mu);
-        for (int i = 0; i < bd.n && !id; i++) {
-            bd_conn *f = &bd.c[i];
+        pthread_mutex_lock(&h_reg.mu);
+        for (int i = 0; i < h_reg.n && !id; i++) {
+            h_conn *f = &h_reg.c[i];
             if (f->neof > 0 && !f->flag && !f->woken && now - f->eof_ns >= hc.delay_ms * MS) {
                 id = f->id;
                 if (hc.how == HC_SEND_CLOSE) {
@@ -1462,7 +1246,7 @@ static void *hc_replier(void *arg)
                 }
             }
         }
-        pthread_mutex_unlock(&bd.mu);
+        pthread_mutex_unlock(&h_reg.mu);
         if (!id) {
             h_sleep_ms(5);
             continue;
@@ -1501,16 +1285,16 @@ START_TEST(test_half_close_reply_later)
                {K_TCP, HC_EOF_CLOSE}};
     kaddr ka;
     kaddr_init(&ka, var[_i].kind);
-    bd_reset();
+    h_reg_reset();
     memset(&hc, 0, sizeof hc);
     hc.how = var[_i].how;
     hc.delay_ms = 100;
-    evio_events ev = {.opened = bd_opened, .data = hc_data, .closed = bd_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = hc_data, .closed = h_reg_closed,
                       .eof = hc_eof};
     const char *addrs[] = {ka.addr};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
-    hc.srv = srv_of(&hs);
+    h_start(&hs, &ev, addrs, 1);
+    hc.srv = h_srv(&hs);
     pthread_t replier;
     ck_assert_int_eq(pthread_create(&replier, NULL, hc_replier, NULL), 0);
 
@@ -1530,12 +1314,12 @@ START_TEST(test_half_close_reply_later)
                       "client %d (%s): got \"%.*s\" before EOF, expected \"%s\"", k,
                       kind_name(var[_i].kind), (int)n, buf, want);
     }
-    wait_closed(HC_CONNS);
+    h_reg_wait_closed(HC_CONNS);
     atomic_store(&hc.stop, true);
     pthread_join(replier, NULL);
     ck_assert_int_eq(atomic_load(&hc.replies), HC_CONNS);
     for (int k = 0; k < HC_CONNS; k++) {
-        bd_conn f = bd_get(k);
+        h_conn f = h_reg_get(k);
         ck_assert_msg(f.neof == 1, "connection %d: eof() fired %d times", k, f.neof);
         ck_assert_msg(f.nclosed == 1 && f.err == 0, "connection %d: closed %d times, err %d "
                       "(%s)", k, f.nclosed, f.err, evio_strerror(f.err));
@@ -1560,34 +1344,34 @@ static evio_action sw_data(evio_conn *c, const void *in, size_t len)
     if (!in)
         return EVIO_NONE;
     h_log(c, H_DATA, (int64_t)len);
-    bd_note_input(c, in, len);
-    bd_conn *f = bd_lock(c);
+    h_reg_note_input(c, in, len);
+    h_conn *f = h_reg_lock(c);
     bool first = false, shut = false;
     if (f) {
         shut = f->flag;
         first = !f->flag && f->reqlen >= 4 && memcmp(f->req, "bye?", 4) == 0;
         if (first)
             f->flag = true;
-        bd_unlock();
+        h_reg_unlock();
     }
     if (first) {
         int rc = evio_write(c, "bye", 3);
         H_EXPECT(rc == 0, "evio_write: %d (%s)", rc, evio_strerror(rc));
-        bd_rc(c, 0, evio_conn_shutdown_write(c));
-        bd_rc(c, 1, evio_write(c, "late", 4));
+        h_reg_rc(c, 0, evio_conn_shutdown_write(c));
+        h_reg_rc(c, 1, evio_write(c, "late", 4));
     } else if (shut) {
-        bd_rc(c, 2, evio_write(c, in, len));
+        h_reg_rc(c, 2, evio_write(c, in, len));
     }
     return EVIO_NONE;
 }
 
 static evio_action sw_eof(evio_conn *c)
 {
-    bd_conn *f = bd_lock(c);
+    h_conn *f = h_reg_lock(c);
     if (f) {
         f->neof++;
         f->eof_ns = h_now_ns();
-        bd_unlock();
+        h_reg_unlock();
     }
     return EVIO_NONE;
 }
@@ -1603,12 +1387,12 @@ START_TEST(test_shutdown_write)
     const bool with_eof = _i != 2;
     kaddr ka;
     kaddr_init(&ka, kind);
-    bd_reset();
-    evio_events ev = {.opened = bd_opened, .data = sw_data, .closed = bd_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = sw_data, .closed = h_reg_closed,
                       .eof = with_eof ? sw_eof : NULL};
     const char *addrs[] = {ka.addr};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
     int fd = h_connect(&hs, 0);
     h_send_all(fd, "bye?", 4);
@@ -1618,7 +1402,7 @@ START_TEST(test_shutdown_write)
     ssize_t n = recv(fd, buf, sizeof buf, 0);
     ck_assert_msg(n == 0, "after \"bye\" and evio_conn_shutdown_write, recv returned %zd (%s), "
                   "expected EOF", n, n < 0 ? strerror(errno) : "more bytes");
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     ck_assert_msg(f.rc[0] == 0, "evio_conn_shutdown_write: %d (%s)", f.rc[0],
                   evio_strerror(f.rc[0]));
     ck_assert_msg(f.rc[1] == EVIO_ESHUTDOWN, "evio_write after evio_conn_shutdown_write "
@@ -1628,20 +1412,20 @@ START_TEST(test_shutdown_write)
 
     /* Our side is finished; the peer's is not. */
     h_send_all(fd, "more", 4);
-    H_WAIT((f = bd_get(0)).in == 8, 5000, "data() for the peer's bytes after our "
+    H_WAIT((f = h_reg_get(0)).in == 8, 5000, "data() for the peer's bytes after our "
            "shutdown_write (the server got %zu of 8 bytes; closed %d)", f.in, f.nclosed);
     ck_assert_msg(memcmp(f.req, "bye?more", 8) == 0, "the server got \"%.*s\"",
                   (int)f.reqlen, f.req);
-    H_WAIT((f = bd_get(0)).rc[2] != 1, 5000, "data() to try evio_write");
+    H_WAIT((f = h_reg_get(0)).rc[2] != 1, 5000, "data() to try evio_write");
     ck_assert_msg(f.rc[2] == EVIO_ESHUTDOWN, "evio_write in a later data() returned %d (%s), "
                   "expected EVIO_ESHUTDOWN", f.rc[2], evio_strerror(f.rc[2]));
     h_sleep_ms(50);
-    ck_assert_msg(bd_get(0).nclosed == 0, "closed before the peer finished its side");
+    ck_assert_msg(h_reg_get(0).nclosed == 0, "closed before the peer finished its side");
 
     /* The peer finishes: both directions done, the connection closes. */
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-    wait_closed(1);
-    f = bd_get(0);
+    h_reg_wait_closed(1);
+    f = h_reg_get(0);
     ck_assert_msg(f.err == 0, "closed(err = %d, %s), expected 0 once both sides finished",
                   f.err, evio_strerror(f.err));
     if (with_eof)
@@ -1697,13 +1481,13 @@ static const evio_translator *fin_translate(evio_conn *c, const evio_info *info)
  * not again when the peer's EOF then closes the connection. */
 START_TEST(test_shutdown_write_translated_runs_finish_once)
 {
-    bd_reset();
+    h_reg_reset();
     atomic_store(&fin_calls, 0);
-    evio_events ev = {.opened = bd_opened, .data = sw_data, .closed = bd_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = sw_data, .closed = h_reg_closed,
                       .eof = sw_eof, .translate = fin_translate};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
     int fd = h_connect(&hs, 0);
     h_send_all(fd, "bye?", 4);
     char buf[32];
@@ -1712,16 +1496,16 @@ START_TEST(test_shutdown_write_translated_runs_finish_once)
                   "after evio_conn_shutdown_write on a translated connection the peer got "
                   "\"%.*s\" before EOF, expected \"bye<fin>\" (finish() first)", (int)n, buf);
     ck_assert_int_eq(atomic_load(&fin_calls), 1);
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     ck_assert_msg(f.rc[0] == 0, "evio_conn_shutdown_write: %d (%s)", f.rc[0],
                   evio_strerror(f.rc[0]));
     ck_assert_msg(f.nclosed == 0, "closed (err %d) with only our side finished", f.err);
     h_send_all(fd, "more", 4);
-    H_WAIT((f = bd_get(0)).in == 8, 5000, "data() after our side finished (got %zu of 8 "
+    H_WAIT((f = h_reg_get(0)).in == 8, 5000, "data() after our side finished (got %zu of 8 "
            "bytes)", f.in);
     ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
-    wait_closed(1);
-    f = bd_get(0);
+    h_reg_wait_closed(1);
+    f = h_reg_get(0);
     ck_assert_msg(f.err == 0 && f.neof == 1, "closed(err = %d), eof() %d times", f.err,
                   f.neof);
     ck_assert_msg(atomic_load(&fin_calls) == 1, "finish() ran %d times, expected once",
@@ -1742,7 +1526,7 @@ static evio_action rst_data(evio_conn *c, const void *in, size_t len)
         h_log(c, H_DATA, (int64_t)len);
         int rc = evio_write(c, big.payload, big.len);
         H_EXPECT(rc == 0, "evio_write: %d (%s)", rc, evio_strerror(rc));
-        bd_rc(c, 0, evio_conn_reset(c));
+        h_reg_rc(c, 0, evio_conn_reset(c));
         return EVIO_NONE;
     }
     return h_data_echo(c, in, len);
@@ -1753,20 +1537,20 @@ static evio_action rst_data(evio_conn *c, const void *in, size_t len)
  * once, with 0. */
 START_TEST(test_reset_sends_rst)
 {
-    bd_reset();
+    h_reg_reset();
     uint8_t *payload = h_xmalloc(RST_BIG);
     memset(payload, 'r', RST_BIG);
     big.payload = payload;
     big.len = RST_BIG;
-    evio_events ev = {.opened = bd_opened, .data = rst_data, .closed = bd_closed};
+    evio_events ev = {.opened = h_reg_opened, .data = rst_data, .closed = h_reg_closed};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
 
-    int fd = client(&hs, 0, 16 * KIB);
-    echo_check(fd, "before");
+    int fd = h_client(&hs, 0, 16 * KIB);
+    h_echo_check(fd, "before");
     h_send_all(fd, "reset", 5);
-    wait_closed(1);
+    h_reg_wait_closed(1);
     size_t got;
     int rc = read_to_end(fd, &got);
     ck_assert_msg(rc == -ECONNRESET, "after evio_conn_reset the peer's recv %s after %zu "
@@ -1774,12 +1558,12 @@ START_TEST(test_reset_sends_rst)
                   got);
     ck_assert_msg(got < RST_BIG, "the peer got all %zu bytes queued before the reset: queued "
                   "output must be dropped", got);
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     ck_assert_msg(f.rc[0] == 0, "evio_conn_reset: %d (%s)", f.rc[0], evio_strerror(f.rc[0]));
     ck_assert_msg(f.err == 0, "closed(err = %d, %s) after evio_conn_reset, expected 0", f.err,
                   evio_strerror(f.err));
     h_sleep_ms(50);
-    ck_assert_int_eq(bd_get(0).nclosed, 1);
+    ck_assert_int_eq(h_reg_get(0).nclosed, 1);
     expect_no_output_buffers(&hs, "after the reset dropped the queue");
     close(fd);
     h_server_stop(&hs);
@@ -1790,12 +1574,12 @@ END_TEST
 
 static evio_action udp_opened(evio_conn *c, const evio_info *info)
 {
-    bd_open(c, info);
-    bd_rc(c, 0, evio_conn_reset(c));
-    bd_rc(c, 1, evio_conn_set_high_water(c, 4096));
-    bd_rc(c, 2, evio_conn_set_write_timeout(c, 100));
-    bd_rc(c, 3, evio_conn_set_deadline(c, 100));
-    bd_rc(c, 4, evio_conn_shutdown_write(c));
+    h_reg_open(c, info);
+    h_reg_rc(c, 0, evio_conn_reset(c));
+    h_reg_rc(c, 1, evio_conn_set_high_water(c, 4096));
+    h_reg_rc(c, 2, evio_conn_set_write_timeout(c, 100));
+    h_reg_rc(c, 3, evio_conn_set_deadline(c, 100));
+    h_reg_rc(c, 4, evio_conn_shutdown_write(c));
     return EVIO_NONE;
 }
 
@@ -1803,17 +1587,12 @@ static evio_action udp_opened(evio_conn *c, const evio_info *info)
  * shutdown_write with EVIO_EUDP, and carries on. */
 START_TEST(test_udp_session_refuses_tcp_bounds)
 {
-    bd_reset();
-    evio_events ev = {.opened = udp_opened, .data = h_data_echo, .closed = bd_closed};
+    h_reg_reset();
+    evio_events ev = {.opened = udp_opened, .data = h_data_echo, .closed = h_reg_closed};
     const char *addrs[] = {"udp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
-    socklen_t len;
-    const struct sockaddr *sa = h_server_addr(&hs, 0, &len);
-    int u = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ck_assert(u >= 0);
-    h_set_timeouts(u, H_IO_TIMEOUT_MS);
-    ck_assert(connect(u, sa, len) == 0);
+    h_start(&hs, &ev, addrs, 1);
+    int u = h_udp_client(&hs, 0);
     for (int k = 0; k < 3; k++) {
         char b[8] = {0};
         h_send_all(u, "dg", 2);
@@ -1821,7 +1600,7 @@ START_TEST(test_udp_session_refuses_tcp_bounds)
                       "udp echo %d: %s", k, strerror(errno));
         h_sleep_ms(k == 1 ? 200 : 0); /* past the refused 100 ms deadline */
     }
-    bd_conn f = bd_get(0);
+    h_conn f = h_reg_get(0);
     static const char *const names[] = {"evio_conn_reset", "evio_conn_set_high_water",
                                         "evio_conn_set_write_timeout", "evio_conn_set_deadline",
                                         "evio_conn_shutdown_write"};
@@ -1829,23 +1608,23 @@ START_TEST(test_udp_session_refuses_tcp_bounds)
         ck_assert_msg(f.rc[k] == EVIO_EUDP, "%s on a UDP session returned %d (%s), expected "
                       "EVIO_EUDP", names[k], f.rc[k], evio_strerror(f.rc[k]));
     ck_assert_msg(f.nclosed == 0, "the UDP session closed (err %d)", f.err);
-    ck_assert_int_eq(atomic_load(&bd.opened), 1);
+    ck_assert_int_eq(atomic_load(&h_reg.opened), 1);
     close(u);
     h_server_stop(&hs);
-    ck_assert_int_eq(bd_get(0).nclosed, 1);
+    ck_assert_int_eq(h_reg_get(0).nclosed, 1);
     h_log_check_sequences(true);
 }
 END_TEST
 
 static evio_action late_closed(evio_conn *c, int err)
 {
-    bd_rc(c, 0, evio_conn_set_high_water(c, 4096));
-    bd_rc(c, 1, evio_conn_set_write_timeout(c, 100));
-    bd_rc(c, 2, evio_conn_set_deadline(c, 100));
-    bd_rc(c, 3, evio_conn_shutdown_write(c));
-    bd_rc(c, 4, evio_conn_reset(c));
-    bd_rc(c, 5, evio_write(c, "x", 1));
-    return bd_closed(c, err);
+    h_reg_rc(c, 0, evio_conn_set_high_water(c, 4096));
+    h_reg_rc(c, 1, evio_conn_set_write_timeout(c, 100));
+    h_reg_rc(c, 2, evio_conn_set_deadline(c, 100));
+    h_reg_rc(c, 3, evio_conn_shutdown_write(c));
+    h_reg_rc(c, 4, evio_conn_reset(c));
+    h_reg_rc(c, 5, evio_write(c, "x", 1));
+    return h_reg_closed(c, err);
 }
 
 static evio_action late_data(evio_conn *c, const void *in, size_t len)
@@ -1859,19 +1638,19 @@ static evio_action late_data(evio_conn *c, const void *in, size_t len)
  * closed, and we closed). */
 START_TEST(test_bounds_calls_in_closed_say_shutdown)
 {
-    bd_reset();
-    evio_events ev = {.opened = bd_opened, .data = late_data, .closed = late_closed};
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = late_data, .closed = late_closed};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
     int a = h_connect(&hs, 0);
-    wait_opened(1);
+    h_reg_wait_opened(1);
     close(a);
-    wait_closed(1);
+    h_reg_wait_closed(1);
     int b = h_connect(&hs, 0);
-    wait_opened(2);
+    h_reg_wait_opened(2);
     h_send_all(b, "quit", 4);
-    wait_closed(2);
+    h_reg_wait_closed(2);
     ck_assert_int_eq(h_drain(b), 0);
     close(b);
     static const char *const names[] = {"evio_conn_set_high_water",
@@ -1879,7 +1658,7 @@ START_TEST(test_bounds_calls_in_closed_say_shutdown)
                                         "evio_conn_shutdown_write", "evio_conn_reset",
                                         "evio_write"};
     for (int i = 0; i < 2; i++) {
-        bd_conn f = bd_get(i);
+        h_conn f = h_reg_get(i);
         for (int k = 0; k < 6; k++)
             ck_assert_msg(f.rc[k] == EVIO_ESHUTDOWN, "%s inside closed() (%s) returned %d "
                           "(%s), expected EVIO_ESHUTDOWN", names[k],
@@ -1894,17 +1673,17 @@ END_TEST
 /* stats.timeouts counts every close with -ETIMEDOUT: idle ones too. */
 START_TEST(test_stats_timeouts_counts_idle)
 {
-    bd_reset();
-    evio_events ev = {.opened = bd_opened, .data = h_data_echo, .closed = bd_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .idle_timeout_ms = 100};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    start(&hs, &ev, addrs, 1);
+    h_start(&hs, &ev, addrs, 1);
     int a = h_connect(&hs, 0), b = h_connect(&hs, 0);
-    wait_closed(2);
-    ck_assert_int_eq(bd_get(0).err, -ETIMEDOUT);
-    ck_assert_int_eq(bd_get(1).err, -ETIMEDOUT);
-    evio_stats s = stats_now(&hs);
+    h_reg_wait_closed(2);
+    ck_assert_int_eq(h_reg_get(0).err, -ETIMEDOUT);
+    ck_assert_int_eq(h_reg_get(1).err, -ETIMEDOUT);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.timeouts == 2, "stats.timeouts = %llu after two idle timeouts",
                   (unsigned long long)s.timeouts);
     ck_assert_int_eq(h_drain(a), 0);

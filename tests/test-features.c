@@ -27,252 +27,6 @@
 #define MIB (1024 * 1024)
 #define MS 1000000LL /* ns per ms */
 
-/* ---------------------------------------------------------------- a registry
- * of the connections a server opened, in opened() order: id, listener,
- * which loop (thread) runs it, when it opened and closed and with what. */
-
-#define FC_MAX 64
-
-typedef struct fc_conn {
-    uint64_t id;
-    int listener;
-    int loop; /* 0: the serving thread (loop 0); 1, 2, ...: other threads, in order seen */
-    bool dialed;
-    int64_t opened_ns, closed_ns;
-    int err;     /* closed()'s err */
-    int nclosed; /* closed() calls */
-    int set_rc;  /* what evio_conn_set_idle_timeout returned in opened() (idle tests) */
-    int64_t set_ns; /* when a later set_idle_timeout happened (idle tests) */
-    struct sockaddr_in remote; /* AF_INET peers only */
-    bool remote_ok;
-} fc_conn;
-
-static struct {
-    pthread_mutex_t mu;
-    fc_conn c[FC_MAX];
-    int n;
-    pthread_t threads[16];
-    int nthreads; /* loop threads seen; [0] is the serving thread's slot */
-    atomic_int opened, closed;
-} reg = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static void reg_reset(void)
-{
-    pthread_mutex_lock(&reg.mu);
-    memset(reg.c, 0, sizeof reg.c);
-    reg.n = 0;
-    reg.nthreads = 1;
-    atomic_store(&reg.opened, 0);
-    atomic_store(&reg.closed, 0);
-    pthread_mutex_unlock(&reg.mu);
-}
-
-/* Under reg.mu. */
-static int reg_loop_of_self(evio_conn *c)
-{
-    pthread_t self = pthread_self();
-    if (pthread_equal(self, h_of(evio_conn_server(c))->serving_thread))
-        return 0;
-    for (int i = 1; i < reg.nthreads; i++)
-        if (pthread_equal(self, reg.threads[i]))
-            return i;
-    if (reg.nthreads >= 16)
-        return -1;
-    reg.threads[reg.nthreads] = self;
-    return reg.nthreads++;
-}
-
-static int reg_index(const evio_conn *c)
-{
-    return (int)(intptr_t)evio_conn_context(c) - 1;
-}
-
-/* Register c; returns its index (its order of opening). */
-static int reg_open(evio_conn *c, const evio_info *info)
-{
-    pthread_mutex_lock(&reg.mu);
-    int i = reg.n < FC_MAX ? reg.n++ : -1;
-    if (i >= 0) {
-        fc_conn *f = &reg.c[i];
-        f->id = evio_conn_id(c);
-        f->listener = info ? info->listener : -2;
-        f->dialed = info && info->dialed;
-        f->loop = reg_loop_of_self(c);
-        f->opened_ns = h_now_ns();
-        if (info && info->remote && info->remote->sa_family == AF_INET &&
-            info->remote_len >= sizeof f->remote) {
-            memcpy(&f->remote, info->remote, sizeof f->remote);
-            f->remote_ok = true;
-        }
-    }
-    pthread_mutex_unlock(&reg.mu);
-    H_EXPECT(i >= 0, "more than %d connections", FC_MAX);
-    evio_conn_set_context(c, (void *)(intptr_t)(i + 1));
-    h_opened_log(c, info);
-    atomic_fetch_add(&reg.opened, 1);
-    return i;
-}
-
-static evio_action reg_opened(evio_conn *c, const evio_info *info)
-{
-    reg_open(c, info);
-    return EVIO_NONE;
-}
-
-static evio_action reg_closed(evio_conn *c, int err)
-{
-    int64_t now = h_now_ns();
-    int i = reg_index(c);
-    H_EXPECT(i >= 0 && i < FC_MAX, "closed() for a connection never registered");
-    pthread_mutex_lock(&reg.mu);
-    if (i >= 0 && i < FC_MAX) {
-        reg.c[i].closed_ns = now;
-        reg.c[i].err = err;
-        reg.c[i].nclosed++;
-    }
-    pthread_mutex_unlock(&reg.mu);
-    h_closed_log(c, err);
-    atomic_fetch_add(&reg.closed, 1);
-    return EVIO_NONE;
-}
-
-static fc_conn reg_get(int i)
-{
-    ck_assert_msg(i >= 0 && i < FC_MAX, "registry index %d", i);
-    pthread_mutex_lock(&reg.mu);
-    ck_assert_msg(i < reg.n, "connection %d never opened (%d did)", i, reg.n);
-    fc_conn f = reg.c[i];
-    pthread_mutex_unlock(&reg.mu);
-    return f;
-}
-
-/* The registry index of the connection opened from this listener (the
- * tests that use it open one connection per listener). */
-static int reg_by_listener(int listener)
-{
-    int found = -1;
-    pthread_mutex_lock(&reg.mu);
-    for (int i = 0; i < reg.n; i++)
-        if (reg.c[i].listener == listener)
-            found = i;
-    pthread_mutex_unlock(&reg.mu);
-    ck_assert_msg(found >= 0, "no connection opened from listener %d", listener);
-    return found;
-}
-
-/* ---------------------------------------------------------------- small helpers */
-
-static evio_server *srv_of(h_server *hs)
-{
-    return atomic_load(&hs->srv);
-}
-
-static evio_stats stats_now(h_server *hs)
-{
-    evio_stats s;
-    memset(&s, 0xA5, sizeof s);
-    int n = evio_server_stats(srv_of(hs), &s, NULL, 0);
-    ck_assert_msg(n >= 1, "evio_server_stats returned %d", n);
-    return s;
-}
-
-static void echo_check(int fd, const char *msg)
-{
-    size_t len = strlen(msg);
-    char buf[256];
-    ck_assert(len <= sizeof buf);
-    h_send_all(fd, msg, len);
-    h_recv_exact(fd, buf, len);
-    ck_assert_msg(memcmp(buf, msg, len) == 0, "echo of \"%s\" came back as \"%.*s\"", msg,
-                  (int)len, buf);
-}
-
-/* A client the server closes at once must see EOF (or a reset) promptly. */
-static void expect_closed_at_once(int fd, const char *what)
-{
-    int64_t t0 = h_now_ms();
-    int rc = h_drain(fd);
-    int64_t dt = h_now_ms() - t0;
-    ck_assert_msg(rc == 0 || rc == -ECONNRESET, "%s: recv failed with %s, expected EOF",
-                  what, strerror(-rc));
-    ck_assert_msg(dt <= 1000 * h_slow, "%s: EOF took %lld ms, expected at once", what,
-                  (long long)dt);
-}
-
-/* Connect attempts to sa until one is refused (ECONNREFUSED, or ENOENT for a
- * removed unix socket); returns how long that took in ms, failing the test
- * past ms x h_slow. */
-static int64_t wait_refused(const struct sockaddr *sa, socklen_t len, int ms, const char *what)
-{
-    int64_t t0 = h_now_ms(), deadline = t0 + (int64_t)ms * h_slow;
-    int rc;
-    for (;;) {
-        int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
-        rc = h_try_connect(fd, sa, len);
-        close(fd);
-        if (rc == -ECONNREFUSED || rc == -ENOENT)
-            return h_now_ms() - t0;
-        if (h_now_ms() > deadline)
-            break;
-        h_sleep_ms(2);
-    }
-    ck_abort_msg("%s: a new connection was still %s %d ms after the drain began, "
-                 "expected the listener closed (ECONNREFUSED)",
-                 what, rc == 0 ? "accepted by the kernel" : strerror(-rc), ms * h_slow);
-    return -1;
-}
-
-/* A copy of the i-th bound address (evio_server_addr's is valid only while
- * the server runs). */
-static socklen_t copy_addr(h_server *hs, size_t i, struct sockaddr_storage *ss)
-{
-    socklen_t len;
-    const struct sockaddr *sa = h_server_addr(hs, i, &len);
-    ck_assert(len <= sizeof *ss);
-    memcpy(ss, sa, len);
-    return len;
-}
-
-static int test_listener(int *port);
-static int accept_within(int lfd, int ms);
-
-static int udp_client(h_server *hs, size_t i)
-{
-    socklen_t len;
-    const struct sockaddr *sa = h_server_addr(hs, i, &len);
-    int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    ck_assert_msg(fd >= 0, "socket: %s", strerror(errno));
-    h_set_timeouts(fd, H_IO_TIMEOUT_MS);
-    ck_assert_msg(connect(fd, sa, len) == 0, "connect udp: %s", strerror(errno));
-    return fd;
-}
-
-/* A TCP client with a small receive buffer (set before connect, so the
- * window stays small): the server must keep most of a large reply queued. */
-static int small_rcvbuf_client(h_server *hs, size_t i, int bytes)
-{
-    socklen_t len;
-    const struct sockaddr *sa = h_server_addr(hs, i, &len);
-    int fd = h_socket_for(sa);
-    ck_assert(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes) == 0);
-    int rc = h_try_connect(fd, sa, len);
-    ck_assert_msg(rc == 0, "connect: %s", strerror(-rc));
-    return fd;
-}
-
-static void wait_opened(int n)
-{
-    H_WAIT(atomic_load(&reg.opened) >= n, 5000, "opened() to fire %d times (it fired %d)", n,
-           atomic_load(&reg.opened));
-}
-
-static void wait_closed(int n)
-{
-    H_WAIT(atomic_load(&reg.closed) >= n, 5000, "closed() to fire %d times (it fired %d)", n,
-           atomic_load(&reg.closed));
-}
-
 /* ================================================================ send from any thread */
 
 #define SND_THREADS 8
@@ -371,23 +125,23 @@ static void snd_check_stream(int k, const char *buf, size_t len)
 START_TEST(test_send_from_many_threads)
 {
     int nloops = _i == 0 ? 1 : 4;
-    reg_reset();
+    h_reg_reset();
     memset(&snd, 0, sizeof snd);
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .nloops = nloops};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
-    snd.srv = srv_of(&hs);
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
+    snd.srv = h_srv(&hs);
 
     int fds[SND_CONNS];
     bool loops_seen[16] = {false};
     int nseen = 0;
     for (int k = 0; k < SND_CONNS; k++) {
         fds[k] = h_connect(&hs, 0);
-        wait_opened(k + 1);
-        fc_conn f = reg_get(k);
+        h_reg_wait_opened(k + 1);
+        h_conn f = h_reg_get(k);
         snd.ids[k] = f.id;
         ck_assert(f.loop >= 0 && f.loop < 16);
         if (!loops_seen[f.loop]) {
@@ -443,7 +197,7 @@ START_TEST(test_send_from_many_threads)
     }
     /* A closed id. */
     close(fds[0]);
-    H_WAIT(reg_get(0).nclosed == 1, 5000, "closed() of the first connection");
+    H_WAIT(h_reg_get(0).nclosed == 1, 5000, "closed() of the first connection");
     rc = evio_send(snd.srv, snd.ids[0], "x", 1);
     ck_assert_msg(rc == EVIO_ENOTFOUND, "evio_send to a closed id returned %d (%s)", rc,
                   evio_strerror(rc));
@@ -459,7 +213,7 @@ START_TEST(test_send_from_many_threads)
         ck_assert(memcmp(e, "end\n", 4) == 0);
         close(fds[k]);
     }
-    wait_closed(SND_CONNS);
+    h_reg_wait_closed(SND_CONNS);
     h_server_stop(&hs);
     h_log_check_sequences(true);
 }
@@ -499,20 +253,20 @@ static void *cl_thread(void *arg)
 START_TEST(test_close_from_thread_flushes_first)
 {
     int nloops = _i == 0 ? 1 : 4;
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .nloops = nloops};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
 
     int fds[CL_CONNS];
     cl_job jobs[CL_CONNS];
     for (int k = 0; k < CL_CONNS; k++) {
-        fds[k] = small_rcvbuf_client(&hs, 0, 32 * 1024);
-        wait_opened(k + 1);
-        jobs[k] = (cl_job){.srv = srv_of(&hs), .id = reg_get(k).id, .seed = 100u + (uint32_t)k};
+        fds[k] = h_client(&hs, 0, 32 * 1024);
+        h_reg_wait_opened(k + 1);
+        jobs[k] = (cl_job){.srv = h_srv(&hs), .id = h_reg_get(k).id, .seed = 100u + (uint32_t)k};
     }
     pthread_t th[CL_CONNS];
     for (int k = 0; k < CL_CONNS; k++)
@@ -537,14 +291,14 @@ START_TEST(test_close_from_thread_flushes_first)
         ck_assert_msg(bad == (size_t)-1, "connection %d: wrong byte at %zu", k, bad);
     }
     free(buf);
-    wait_closed(CL_CONNS);
+    h_reg_wait_closed(CL_CONNS);
     h_sleep_ms(20);
     for (int k = 0; k < CL_CONNS; k++) {
-        fc_conn f = reg_get(k);
+        h_conn f = h_reg_get(k);
         ck_assert_msg(f.nclosed == 1, "connection %d: closed() fired %d times", k, f.nclosed);
         ck_assert_msg(f.err == 0, "connection %d: closed(err = %d, %s), expected 0", k, f.err,
                       evio_strerror(f.err));
-        rc = evio_send(srv_of(&hs), f.id, "x", 1);
+        rc = evio_send(h_srv(&hs), f.id, "x", 1);
         ck_assert_msg(rc == EVIO_ENOTFOUND, "evio_send after evio_close returned %d", rc);
         close(fds[k]);
     }
@@ -594,20 +348,20 @@ static void *race_thread(void *arg)
 
 START_TEST(test_send_races_close)
 {
-    reg_reset();
+    h_reg_reset();
     memset(&race, 0, sizeof race);
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .nloops = 4};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
-    race.srv = srv_of(&hs);
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
+    race.srv = h_srv(&hs);
     int fds[RACE_CONNS];
     for (int k = 0; k < RACE_CONNS; k++) {
         fds[k] = h_connect(&hs, 0);
-        wait_opened(k + 1);
-        race.ids[k] = reg_get(k).id;
+        h_reg_wait_opened(k + 1);
+        race.ids[k] = h_reg_get(k).id;
     }
     pthread_t th[RACE_THREADS];
     for (int t = 0; t < RACE_THREADS; t++)
@@ -629,7 +383,7 @@ START_TEST(test_send_races_close)
         ck_assert_msg(r == 0, "client %d after evio_close: %s", k, strerror(-r));
         close(fds[k]);
     }
-    wait_closed(RACE_CONNS);
+    h_reg_wait_closed(RACE_CONNS);
     h_sleep_ms(20);
     atomic_store(&race.stop, true);
     for (int t = 0; t < RACE_THREADS; t++)
@@ -638,7 +392,7 @@ START_TEST(test_send_races_close)
                   atomic_load(&race.last_other), evio_strerror(atomic_load(&race.last_other)),
                   atomic_load(&race.other));
     for (int k = 0; k < RACE_CONNS; k++) {
-        fc_conn f = reg_get(k);
+        h_conn f = h_reg_get(k);
         ck_assert_msg(f.nclosed == 1, "connection %d: closed() fired %d times", k, f.nclosed);
         if (k % 2 == 1)
             ck_assert_msg(f.err == 0, "connection %d: closed(err = %d) after evio_close", k,
@@ -657,22 +411,22 @@ END_TEST
  * Two loops. */
 START_TEST(test_send_to_dialed_and_udp)
 {
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .nloops = 2};
     const char *addrs[] = {"udp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
-    evio_server *srv = srv_of(&hs);
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
+    evio_server *srv = h_srv(&hs);
 
     /* UDP: the session opens on the first datagram (echoed). */
-    int u = udp_client(&hs, 0);
+    int u = h_udp_client(&hs, 0);
     char b[32];
     h_send_all(u, "hi", 2);
     ck_assert_msg(recv(u, b, sizeof b, 0) == 2, "udp echo: %s", strerror(errno));
-    wait_opened(1);
-    uint64_t uid = reg_get(0).id;
+    h_reg_wait_opened(1);
+    uint64_t uid = h_reg_get(0).id;
     ck_assert_int_eq(evio_send(srv, uid, "dgram-1", 7), 0);
     ck_assert_int_eq(evio_send(srv, uid, "dgram-22", 8), 0);
     ssize_t n = recv(u, b, sizeof b, 0);
@@ -681,12 +435,12 @@ START_TEST(test_send_to_dialed_and_udp)
     n = recv(u, b, sizeof b, 0);
     ck_assert_msg(n == 8 && memcmp(b, "dgram-22", 8) == 0, "second datagram: %zd bytes", n);
     ck_assert_int_eq(evio_close(srv, uid), 0);
-    H_WAIT(reg_get(0).nclosed == 1, 5000, "closed() of the UDP session after evio_close");
-    ck_assert_msg(reg_get(0).err == 0, "UDP session closed(err = %d)", reg_get(0).err);
+    H_WAIT(h_reg_get(0).nclosed == 1, 5000, "closed() of the UDP session after evio_close");
+    ck_assert_msg(h_reg_get(0).err == 0, "UDP session closed(err = %d)", h_reg_get(0).err);
     ck_assert_int_eq(evio_send(srv, uid, "x", 1), EVIO_ENOTFOUND);
 
     /* Dialed: send and close before it has connected. */
-    int port, lfd = test_listener(&port);
+    int port, lfd = h_test_listener(&port);
     char dial_addr[64];
     snprintf(dial_addr, sizeof dial_addr, "tcp://127.0.0.1:%d", port);
     for (int k = 0; k < 2; k++) { /* spread over both loops */
@@ -698,7 +452,7 @@ START_TEST(test_send_to_dialed_and_udp)
                       evio_strerror(rc));
         ck_assert_int_eq(evio_send(srv, id, "bytes", 5), 0);
         ck_assert_int_eq(evio_close(srv, id), 0);
-        int peer = accept_within(lfd, 2000);
+        int peer = h_accept_within(lfd, 2000);
         h_set_timeouts(peer, H_IO_TIMEOUT_MS);
         char got[32];
         size_t len = h_recv_until_eof(peer, got, sizeof got);
@@ -706,8 +460,8 @@ START_TEST(test_send_to_dialed_and_udp)
                       "dialed peer %d got %zu bytes \"%.*s\" before EOF, expected \"early "
                       "bytes\"", k, len, (int)len, got);
         close(peer);
-        H_WAIT(reg_get(1 + k).nclosed == 1, 5000, "closed() of dialed connection %d", k);
-        fc_conn f = reg_get(1 + k);
+        H_WAIT(h_reg_get(1 + k).nclosed == 1, 5000, "closed() of dialed connection %d", k);
+        h_conn f = h_reg_get(1 + k);
         ck_assert(f.dialed && f.id == id);
         ck_assert_msg(f.err == 0, "dialed connection %d: closed(err = %d)", k, f.err);
     }
@@ -736,25 +490,24 @@ static void expect_between(const char *what, int64_t dt_ns, int64_t lo_ms, int64
 START_TEST(test_idle_timeout_idle_vs_chatty)
 {
     const int T = 200 * h_slow;
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .idle_timeout_ms = T};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
 
     int64_t idle_start = h_now_ns();
     int idle = h_connect(&hs, 0);
-    wait_opened(1);
+    h_reg_wait_opened(1);
     int chatty = h_connect(&hs, 0);
-    wait_opened(2);
+    h_reg_wait_opened(2);
     /* Output is not input: a client that only receives (evio_send every
      * 50 ms) times out like the idle one. */
     int64_t hear_start = h_now_ns();
     int hear = h_connect(&hs, 0);
-    wait_opened(3);
-    uint64_t hear_id = reg_get(2).id;
+    h_reg_wait_opened(3);
+    uint64_t hear_id = h_reg_get(2).id;
     size_t heard_sent = 0;
 
     /* The chatty client sends every 50 ms for 3 T; meanwhile watch for
@@ -776,15 +529,15 @@ START_TEST(test_idle_timeout_idle_vs_chatty)
             }
         }
         last_send = h_now_ns();
-        echo_check(chatty, "x");
-        if (evio_send(srv_of(&hs), hear_id, "o", 1) == 0)
+        h_echo_check(chatty, "x");
+        if (evio_send(h_srv(&hs), hear_id, "o", 1) == 0)
             heard_sent++;
     }
-    ck_assert_msg(reg_get(1).nclosed == 0,
+    ck_assert_msg(h_reg_get(1).nclosed == 0,
                   "the chatty connection (input every 50 ms) was closed (err %d) by a %d ms "
-                  "idle timeout", reg_get(1).err, T);
+                  "idle timeout", h_reg_get(1).err, T);
 
-    fc_conn f = reg_get(0);
+    h_conn f = h_reg_get(0);
     ck_assert_msg(f.nclosed == 1, "the idle connection was not closed within %d ms by a %d ms "
                   "idle timeout", 3 * T, T);
     ck_assert_msg(f.err == -ETIMEDOUT, "idle connection: closed(err = %d, %s), expected "
@@ -801,7 +554,7 @@ START_TEST(test_idle_timeout_idle_vs_chatty)
     expect_between("idle client saw EOF", idle_eof - idle_start, T,
                    T + EVIO_IDLE_RESOLUTION_MS + IDLE_SLACK_MS);
 
-    f = reg_get(2);
+    f = h_reg_get(2);
     ck_assert_msg(f.nclosed == 1 && f.err == -ETIMEDOUT,
                   "a connection that only receives output: closed %d times (err %d) within "
                   "%d ms, expected closed by the %d ms idle timeout (output is not input)",
@@ -820,8 +573,8 @@ START_TEST(test_idle_timeout_idle_vs_chatty)
     }
 
     /* Silent now, the chatty one goes the same way. */
-    H_WAIT(reg_get(1).nclosed == 1, 2000, "the chatty connection to time out once silent");
-    f = reg_get(1);
+    H_WAIT(h_reg_get(1).nclosed == 1, 2000, "the chatty connection to time out once silent");
+    f = h_reg_get(1);
     ck_assert_msg(f.err == -ETIMEDOUT, "chatty connection: closed(err = %d), expected "
                   "-ETIMEDOUT", f.err);
     expect_between("chatty connection closed after its last input", f.closed_ns - last_send, T,
@@ -843,7 +596,7 @@ enum { IL_DEFAULT, IL_LONG, IL_OFF_THEN_SET, IL_SHORT, IL_UDP, IL_UNIX, IL_N };
 
 static evio_action il_opened(evio_conn *c, const evio_info *info)
 {
-    int i = reg_open(c, info);
+    int i = h_reg_open(c, info);
     int rc = 0;
     switch (info->listener) {
     case IL_LONG:
@@ -861,24 +614,24 @@ static evio_action il_opened(evio_conn *c, const evio_info *info)
     default:
         break;
     }
-    pthread_mutex_lock(&reg.mu);
+    pthread_mutex_lock(&h_reg.mu);
     if (i >= 0)
-        reg.c[i].set_rc = rc;
-    pthread_mutex_unlock(&reg.mu);
+        h_reg.c[i].rc[0] = rc; /* evio_conn_set_idle_timeout's answer */
+    pthread_mutex_unlock(&h_reg.mu);
     return EVIO_NONE;
 }
 
 static evio_action il_data(evio_conn *c, const void *in, size_t len)
 {
-    int i = reg_index(c);
+    int i = h_reg_index(c);
     if (in && len == 1 && *(const char *)in == 't' && i >= 0) {
         h_log(c, H_DATA, (int64_t)len);
         int64_t now = h_now_ns();
         int rc = evio_conn_set_idle_timeout(c, IL_LATER_MS);
         H_EXPECT(rc == 0, "evio_conn_set_idle_timeout in data(): %d (%s)", rc, evio_strerror(rc));
-        pthread_mutex_lock(&reg.mu);
-        reg.c[i].set_ns = now;
-        pthread_mutex_unlock(&reg.mu);
+        pthread_mutex_lock(&h_reg.mu);
+        h_reg.c[i].set_ns = now;
+        pthread_mutex_unlock(&h_reg.mu);
         evio_write(c, "k", 1);
         return EVIO_NONE;
     }
@@ -895,24 +648,23 @@ START_TEST(test_idle_timeout_per_connection)
     const int D = _i == 1 ? 0 : 200;
     const int nloops = _i == 2 ? 2 : 1;
     const int slack = EVIO_IDLE_RESOLUTION_MS + IDLE_SLACK_MS;
-    reg_reset();
+    h_reg_reset();
     char path[128], unix_addr[160];
     h_unix_path(path, sizeof path, "idle");
     snprintf(unix_addr, sizeof unix_addr, "unix://%s", path);
-    evio_events ev = {.opened = il_opened, .data = il_data, .closed = reg_closed,
+    evio_events ev = {.opened = il_opened, .data = il_data, .closed = h_reg_closed,
                       .idle_timeout_ms = D, .nloops = nloops};
     const char *addrs[IL_N] = {"tcp://127.0.0.1:0", "tcp://127.0.0.1:0", "tcp://127.0.0.1:0",
                                "tcp://127.0.0.1:0", "udp://127.0.0.1:0", unix_addr};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, IL_N);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, IL_N);
 
     int fds[IL_N];
     int64_t start[IL_N];
     for (int l = 0; l < IL_N; l++) {
         start[l] = h_now_ns();
         if (l == IL_UDP) {
-            fds[l] = udp_client(&hs, l);
+            fds[l] = h_udp_client(&hs, l);
             char b;
             h_send_all(fds[l], "u", 1);
             ck_assert_msg(recv(fds[l], &b, 1, 0) == 1 && b == 'u', "udp echo: %s",
@@ -920,17 +672,17 @@ START_TEST(test_idle_timeout_per_connection)
         } else {
             fds[l] = h_connect(&hs, (size_t)l);
         }
-        wait_opened(l + 1);
+        h_reg_wait_opened(l + 1);
     }
     for (int l = 0; l < IL_N; l++) {
-        fc_conn f = reg_get(reg_by_listener(l));
+        h_conn f = h_reg_get(h_reg_by_listener(l));
         if (l == IL_UDP)
-            ck_assert_msg(f.set_rc == EVIO_EUDP, "evio_conn_set_idle_timeout on a UDP session "
-                          "returned %d (%s), expected EVIO_EUDP", f.set_rc,
-                          evio_strerror(f.set_rc));
+            ck_assert_msg(f.rc[0] == EVIO_EUDP, "evio_conn_set_idle_timeout on a UDP session "
+                          "returned %d (%s), expected EVIO_EUDP", f.rc[0],
+                          evio_strerror(f.rc[0]));
         else
-            ck_assert_msg(f.set_rc == 0, "listener %d: evio_conn_set_idle_timeout returned %d "
-                          "(%s)", l, f.set_rc, evio_strerror(f.set_rc));
+            ck_assert_msg(f.rc[0] == 0, "listener %d: evio_conn_set_idle_timeout returned %d "
+                          "(%s)", l, f.rc[0], evio_strerror(f.rc[0]));
     }
 
     /* The short, default and long ones go, each within its bound; the
@@ -943,7 +695,7 @@ START_TEST(test_idle_timeout_per_connection)
     for (int k = 0; k < nexp; k++) {
         int l = expire[k].l, ms = expire[k].ms;
         if (ms)
-            H_WAIT(reg_get(reg_by_listener(l)).nclosed > 0, ms + 2000,
+            H_WAIT(h_reg_get(h_reg_by_listener(l)).nclosed > 0, ms + 2000,
                    "listener %d's connection to time out after %d ms", l, ms);
     }
     int64_t quiet_until = connected + 800 * MS;
@@ -952,7 +704,7 @@ START_TEST(test_idle_timeout_per_connection)
     for (int k = 0; k < nexp; k++) {
         int l = expire[k].l, ms = expire[k].ms;
         char what[96];
-        fc_conn f = reg_get(reg_by_listener(l));
+        h_conn f = h_reg_get(h_reg_by_listener(l));
         if (ms == 0) {
             ck_assert_msg(f.nclosed == 0, "listener %d: closed (err %d) with idle timeouts off",
                           l, f.err);
@@ -968,21 +720,21 @@ START_TEST(test_idle_timeout_per_connection)
         expect_between(what, f.closed_ns - f.opened_ns, 0, ms + slack);
         ck_assert_int_eq(h_drain(fds[l]), 0);
     }
-    int off = reg_by_listener(IL_OFF_THEN_SET);
-    ck_assert_msg(reg_get(off).nclosed == 0, "a connection whose idle timeout was set to 0 "
-                  "was closed (err %d)", reg_get(off).err);
-    int udp = reg_by_listener(IL_UDP);
-    ck_assert_msg(reg_get(udp).nclosed == 0, "a UDP session was closed (err %d) by the TCP "
-                  "idle timeout", reg_get(udp).err);
+    int off = h_reg_by_listener(IL_OFF_THEN_SET);
+    ck_assert_msg(h_reg_get(off).nclosed == 0, "a connection whose idle timeout was set to 0 "
+                  "was closed (err %d)", h_reg_get(off).err);
+    int udp = h_reg_by_listener(IL_UDP);
+    ck_assert_msg(h_reg_get(udp).nclosed == 0, "a UDP session was closed (err %d) by the TCP "
+                  "idle timeout", h_reg_get(udp).err);
 
     /* Set later, from data(): counts from then. */
     int64_t t_send = h_now_ns();
     char k;
     h_send_all(fds[IL_OFF_THEN_SET], "t", 1);
     h_recv_exact(fds[IL_OFF_THEN_SET], &k, 1);
-    H_WAIT(reg_get(off).nclosed == 1, 2000, "the connection given %d ms in data() to time out",
+    H_WAIT(h_reg_get(off).nclosed == 1, 2000, "the connection given %d ms in data() to time out",
            IL_LATER_MS);
-    fc_conn f = reg_get(off);
+    h_conn f = h_reg_get(off);
     ck_assert_msg(f.err == -ETIMEDOUT, "closed(err = %d), expected -ETIMEDOUT", f.err);
     ck_assert_msg(f.closed_ns - t_send >= IL_LATER_MS * MS,
                   "closed %.1f ms after its input, before the %d ms set in data()",
@@ -990,13 +742,13 @@ START_TEST(test_idle_timeout_per_connection)
     expect_between("timeout set in data(): closed", f.closed_ns - f.set_ns, 0,
                    IL_LATER_MS + slack);
     ck_assert_int_eq(h_drain(fds[IL_OFF_THEN_SET]), 0);
-    ck_assert_msg(reg_get(udp).nclosed == 0, "the UDP session was closed");
+    ck_assert_msg(h_reg_get(udp).nclosed == 0, "the UDP session was closed");
 
     for (int l = 0; l < IL_N; l++)
         close(fds[l]);
-    wait_closed(IL_N - 1); /* all but the UDP session, which goes at shutdown */
+    h_reg_wait_closed(IL_N - 1); /* all but the UDP session, which goes at shutdown */
     h_server_stop(&hs);
-    ck_assert_int_eq(atomic_load(&reg.closed), IL_N);
+    ck_assert_int_eq(atomic_load(&h_reg.closed), IL_N);
     ck_assert(!h_path_exists(path));
     h_log_check_sequences(true);
 }
@@ -1073,8 +825,8 @@ START_TEST(test_idle_many_connections_cost_little_cpu)
                       .idle_timeout_ms = 60000};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
     socklen_t salen;
     const struct sockaddr *sa = h_server_addr(&hs, 0, &salen);
 
@@ -1112,7 +864,7 @@ START_TEST(test_idle_many_connections_cost_little_cpu)
            tcase_name(), evio_backend_name(), n, (long long)setup_ms, cpu_ms, wall_ms,
            100.0 * cpu_ms / wall_ms, wakeups);
 
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.open == (uint64_t)n && s.accepted == (uint64_t)n && s.closed == 0,
                   "stats: open %llu accepted %llu closed %llu, expected %d, %d, 0",
                   (unsigned long long)s.open, (unsigned long long)s.accepted,
@@ -1138,43 +890,23 @@ END_TEST
 
 /* ================================================================ connection limit */
 
-static int test_listener(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert(fd >= 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert(bind(fd, (struct sockaddr *)&sin, sizeof sin) == 0);
-    ck_assert(listen(fd, 16) == 0);
-    *port = h_local_port(fd);
-    return fd;
-}
-
-static int accept_within(int lfd, int ms)
-{
-    struct pollfd p = {.fd = lfd, .events = POLLIN};
-    ck_assert_msg(poll(&p, 1, ms * h_slow) == 1, "nothing to accept within %d ms", ms * h_slow);
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    ck_assert_msg(fd >= 0, "accept: %s", strerror(errno));
-    return fd;
-}
-
 /* max_conns = 5: the 6th, 7th and 8th are closed before opened() and
  * counted; a freed slot admits one more, and only one; dialed connections
  * do not count.  _i: 1 or 2 loops (the limit is server-wide). */
 START_TEST(test_max_conns_enforced_exactly)
 {
     const int nloops = _i + 1, LIMIT = 5;
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .max_conns = LIMIT, .nloops = nloops};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
-    evio_server *srv = srv_of(&hs);
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
+    evio_server *srv = h_srv(&hs);
 
     /* Two dialed connections first: they do not use up the limit. */
-    int port, lfd = test_listener(&port);
+    int port, lfd = h_test_listener(&port);
     char dial_addr[64];
     snprintf(dial_addr, sizeof dial_addr, "tcp://127.0.0.1:%d", port);
     int dialed_peer[2];
@@ -1182,34 +914,34 @@ START_TEST(test_max_conns_enforced_exactly)
         uint64_t id;
         rc = evio_dial(srv, dial_addr, 2000 * h_slow, NULL, &id);
         ck_assert_msg(rc == 0, "evio_dial: %d (%s)", rc, evio_strerror(rc));
-        dialed_peer[d] = accept_within(lfd, 2000);
+        dialed_peer[d] = h_accept_within(lfd, 2000);
     }
-    wait_opened(2);
-    ck_assert(reg_get(0).dialed && reg_get(1).dialed);
+    h_reg_wait_opened(2);
+    ck_assert(h_reg_get(0).dialed && h_reg_get(1).dialed);
 
     int fds[5];
     for (int i = 0; i < LIMIT; i++) {
         fds[i] = h_connect(&hs, 0);
-        wait_opened(2 + i + 1);
+        h_reg_wait_opened(2 + i + 1);
     }
     for (int i = 0; i < LIMIT; i++)
-        echo_check(fds[i], "under the limit");
+        h_echo_check(fds[i], "under the limit");
 
     for (int j = 0; j < 3; j++) {
         int fd = h_connect(&hs, 0);
         char what[64];
         snprintf(what, sizeof what, "connection %d over a limit of %d", j + 1, LIMIT);
-        expect_closed_at_once(fd, what);
+        h_expect_closed_at_once(fd, what);
         close(fd);
     }
-    H_WAIT(stats_now(&hs).refused == 3, 2000, "refused == 3 (it is %llu)",
-           (unsigned long long)stats_now(&hs).refused);
+    H_WAIT(h_stats(&hs).refused == 3, 2000, "refused == 3 (it is %llu)",
+           (unsigned long long)h_stats(&hs).refused);
     h_sleep_ms(50);
-    ck_assert_msg(atomic_load(&reg.opened) == 2 + LIMIT,
+    ck_assert_msg(atomic_load(&h_reg.opened) == 2 + LIMIT,
                   "opened() fired for a connection over the limit (%d opened)",
-                  atomic_load(&reg.opened));
-    ck_assert_msg(atomic_load(&reg.closed) == 0, "closed() fired for a refused connection");
-    evio_stats s = stats_now(&hs);
+                  atomic_load(&h_reg.opened));
+    ck_assert_msg(atomic_load(&h_reg.closed) == 0, "closed() fired for a refused connection");
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.refused == 3 && s.filtered == 0 && s.accepted == (uint64_t)LIMIT &&
                       s.open == (uint64_t)LIMIT + 2 && s.closed == 0,
                   "stats: refused %llu filtered %llu accepted %llu open %llu closed %llu; "
@@ -1219,17 +951,17 @@ START_TEST(test_max_conns_enforced_exactly)
 
     /* A slot comes free: one more is admitted, and then the limit holds again. */
     close(fds[0]);
-    wait_closed(1);
+    h_reg_wait_closed(1);
     fds[0] = h_connect(&hs, 0);
-    wait_opened(2 + LIMIT + 1);
-    echo_check(fds[0], "in the freed slot");
+    h_reg_wait_opened(2 + LIMIT + 1);
+    h_echo_check(fds[0], "in the freed slot");
     int fd = h_connect(&hs, 0);
-    expect_closed_at_once(fd, "a connection over the limit after a slot was reused");
+    h_expect_closed_at_once(fd, "a connection over the limit after a slot was reused");
     close(fd);
-    H_WAIT(stats_now(&hs).refused == 4, 2000, "refused == 4");
+    H_WAIT(h_stats(&hs).refused == 4, 2000, "refused == 4");
     h_sleep_ms(50);
-    ck_assert_int_eq(atomic_load(&reg.opened), 2 + LIMIT + 1);
-    s = stats_now(&hs);
+    ck_assert_int_eq(atomic_load(&h_reg.opened), 2 + LIMIT + 1);
+    s = h_stats(&hs);
     ck_assert_msg(s.refused == 4 && s.accepted == (uint64_t)LIMIT + 1 &&
                       s.open == (uint64_t)LIMIT + 2 && s.closed == 1,
                   "stats: refused %llu accepted %llu open %llu closed %llu; expected 4 %d %d 1",
@@ -1241,7 +973,7 @@ START_TEST(test_max_conns_enforced_exactly)
         close(fds[i]);
     for (int d = 0; d < 2; d++)
         close(dialed_peer[d]);
-    wait_closed(1 + LIMIT + 2); /* the first one, the five, the dialed two */
+    h_reg_wait_closed(1 + LIMIT + 2); /* the first one, the five, the dialed two */
     h_server_stop(&hs);
     close(lfd);
     h_log_check_sequences(true);
@@ -1292,15 +1024,14 @@ static int connect_from(h_server *hs, const char *ip)
 START_TEST(test_accept_filter_by_address)
 {
     const int nloops = _i + 1, N = 6;
-    reg_reset();
+    h_reg_reset();
     memset(&af, 0, sizeof af);
     h_server hs = {0};
     af.hs = &hs;
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .accept_filter = af_filter, .nloops = nloops};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
 
     int fds[6], ports[6], good = 0;
     for (int i = 0; i < N; i++) {
@@ -1308,29 +1039,30 @@ START_TEST(test_accept_filter_by_address)
         fds[i] = connect_from(&hs, refused ? "127.0.0.2" : "127.0.0.1");
         ports[i] = h_local_port(fds[i]);
         if (refused) {
-            expect_closed_at_once(fds[i], "a client from 127.0.0.2");
+            h_expect_closed_at_once(fds[i], "a client from 127.0.0.2");
             close(fds[i]);
             fds[i] = -1;
         } else {
-            wait_opened(++good);
-            echo_check(fds[i], "from 127.0.0.1");
-            fc_conn f = reg_get(good - 1);
-            ck_assert(f.remote_ok);
-            ck_assert_msg(f.remote.sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
-                              ntohs(f.remote.sin_port) == ports[i],
+            h_reg_wait_opened(++good);
+            h_echo_check(fds[i], "from 127.0.0.1");
+            h_conn f = h_reg_get(good - 1);
+            const struct sockaddr_in *rin = (const struct sockaddr_in *)&f.remote;
+            ck_assert(f.remote.ss_family == AF_INET && f.remote_len >= sizeof *rin);
+            ck_assert_msg(rin->sin_addr.s_addr == htonl(INADDR_LOOPBACK) &&
+                              ntohs(rin->sin_port) == ports[i],
                           "opened() for client %d (127.0.0.1:%d) shows remote port %d", i,
-                          ports[i], ntohs(f.remote.sin_port));
+                          ports[i], ntohs(rin->sin_port));
         }
     }
-    H_WAIT(stats_now(&hs).filtered == 3, 2000, "filtered == 3");
+    H_WAIT(h_stats(&hs).filtered == 3, 2000, "filtered == 3");
     h_sleep_ms(50);
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(s.filtered == 3 && s.refused == 0 && s.accepted == 3 && s.open == 3,
                   "stats: filtered %llu refused %llu accepted %llu open %llu; expected 3 0 3 3",
                   (unsigned long long)s.filtered, (unsigned long long)s.refused,
                   (unsigned long long)s.accepted, (unsigned long long)s.open);
-    ck_assert_int_eq(atomic_load(&reg.opened), 3);
-    ck_assert_int_eq(atomic_load(&reg.closed), 0);
+    ck_assert_int_eq(atomic_load(&h_reg.opened), 3);
+    ck_assert_int_eq(atomic_load(&h_reg.closed), 0);
     ck_assert_int_eq(atomic_load(&af.calls), N);
     ck_assert_int_eq(atomic_load(&af.refusals), 3);
     ck_assert_msg(atomic_load(&af.bad_udata) == 0, "the filter got a udata other than "
@@ -1341,7 +1073,7 @@ START_TEST(test_accept_filter_by_address)
     for (int i = 0; i < N; i++)
         if (fds[i] >= 0)
             close(fds[i]);
-    wait_closed(3);
+    h_reg_wait_closed(3);
     h_server_stop(&hs);
     h_log_check_sequences(true);
 }
@@ -1386,28 +1118,27 @@ static void big_setup(void)
 START_TEST(test_drain_lets_inflight_response_finish)
 {
     const int nloops = _i + 1, nc = nloops;
-    reg_reset();
+    h_reg_reset();
     big_setup();
-    evio_events ev = {.opened = reg_opened, .data = dr_data, .closed = reg_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = dr_data, .closed = h_reg_closed,
                       .nloops = nloops};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
     struct sockaddr_storage sa;
-    socklen_t salen = copy_addr(&hs, 0, &sa);
+    socklen_t salen = h_copy_addr(&hs, 0, &sa);
 
     int fds[2];
     uint8_t *rx[2];
     size_t got[2] = {0, 0};
     for (int i = 0; i < nc; i++) {
-        fds[i] = small_rcvbuf_client(&hs, 0, 16 * 1024);
-        wait_opened(i + 1);
+        fds[i] = h_client(&hs, 0, 16 * 1024);
+        h_reg_wait_opened(i + 1);
         rx[i] = h_xmalloc(BIG);
         h_send_all(fds[i], "GET\n", 4);
     }
     if (nc == 2)
-        ck_assert_msg(reg_get(0).loop != reg_get(1).loop, "both clients on one loop");
+        ck_assert_msg(h_reg_get(0).loop != h_reg_get(1).loop, "both clients on one loop");
     /* Read slowly at first. */
     for (int round = 0; round < 5; round++) {
         for (int i = 0; i < nc; i++) {
@@ -1417,8 +1148,8 @@ START_TEST(test_drain_lets_inflight_response_finish)
         h_sleep_ms(20);
     }
 
-    ck_assert_int_eq(evio_server_drain(srv_of(&hs), 10000), 0);
-    int64_t refused_ms = wait_refused((struct sockaddr *)&sa, salen, 1000, "drain");
+    ck_assert_int_eq(evio_server_drain(h_srv(&hs), 10000), 0);
+    int64_t refused_ms = h_wait_refused((struct sockaddr *)&sa, salen, 1000, "drain");
     ck_assert_msg(!atomic_load(&hs.returned), "evio_serve returned with %d replies in flight",
                   nc);
 
@@ -1428,19 +1159,19 @@ START_TEST(test_drain_lets_inflight_response_finish)
         ck_assert_msg(bad == (size_t)-1, "client %d: the 10 MiB reply is wrong at byte %zu", i,
                       bad);
         free(rx[i]);
-        echo_check(fds[i], "still served while draining");
+        h_echo_check(fds[i], "still served while draining");
     }
     h_sleep_ms(100);
     ck_assert_msg(!atomic_load(&hs.returned), "evio_serve returned with connections open");
     /* (the connect probes above may have been accepted before the listener
      * closed: they are registered after the clients and close at once) */
     for (int i = 0; i < nc; i++)
-        ck_assert_msg(reg_get(i).nclosed == 0, "client %d was closed during the drain", i);
+        ck_assert_msg(h_reg_get(i).nclosed == 0, "client %d was closed during the drain", i);
     for (int i = 0; i < nc; i++) {
         if (i == nc - 1)
             break;
         close(fds[i]);
-        H_WAIT(reg_get(i).nclosed == 1, 5000, "closed() of client %d", i);
+        H_WAIT(h_reg_get(i).nclosed == 1, 5000, "closed() of client %d", i);
         h_sleep_ms(50);
         ck_assert_msg(!atomic_load(&hs.returned), "evio_serve returned with a connection open "
                       "on another loop");
@@ -1454,7 +1185,7 @@ START_TEST(test_drain_lets_inflight_response_finish)
            "%.1f ms after the last close\n", tcase_name(), nloops, (long long)refused_ms,
            (double)(hs.returned_ns - last_close) / MS);
     for (int i = 0; i < nc; i++) {
-        fc_conn f = reg_get(i);
+        h_conn f = h_reg_get(i);
         ck_assert_msg(f.nclosed == 1 && f.err == 0, "client %d: closed %d times, err %d", i,
                       f.nclosed, f.err);
     }
@@ -1467,35 +1198,34 @@ END_TEST
  * connections go on working until their clients close them. */
 START_TEST(test_drain_from_event)
 {
-    reg_reset();
+    h_reg_reset();
     big_setup();
-    evio_events ev = {.opened = reg_opened, .data = dr_data, .closed = reg_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = dr_data, .closed = h_reg_closed,
                       .nloops = 2, .drain_timeout_ms = 10000};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
     struct sockaddr_storage sa;
-    socklen_t salen = copy_addr(&hs, 0, &sa);
+    socklen_t salen = h_copy_addr(&hs, 0, &sa);
 
     int a = h_connect(&hs, 0);
-    wait_opened(1);
+    h_reg_wait_opened(1);
     int b = h_connect(&hs, 0);
-    wait_opened(2);
-    ck_assert_msg(reg_get(0).loop != reg_get(1).loop, "both clients on one loop");
+    h_reg_wait_opened(2);
+    ck_assert_msg(h_reg_get(0).loop != h_reg_get(1).loop, "both clients on one loop");
 
     char buf[16];
     h_send_all(a, "DRAIN\n", 6);
     h_recv_exact(a, buf, 9);
     ck_assert(memcmp(buf, "draining\n", 9) == 0);
-    wait_refused((struct sockaddr *)&sa, salen, 1000, "EVIO_DRAIN");
-    echo_check(b, "b while draining");
-    echo_check(a, "a while draining");
+    h_wait_refused((struct sockaddr *)&sa, salen, 1000, "EVIO_DRAIN");
+    h_echo_check(b, "b while draining");
+    h_echo_check(a, "a while draining");
     close(a);
-    H_WAIT(reg_get(0).nclosed == 1, 5000, "closed() of a");
+    H_WAIT(h_reg_get(0).nclosed == 1, 5000, "closed() of a");
     h_sleep_ms(100);
     ck_assert_msg(!atomic_load(&hs.returned), "evio_serve returned with a connection open");
-    echo_check(b, "b after a left");
+    h_echo_check(b, "b after a left");
     int64_t last_close = h_now_ns();
     close(b);
     H_WAIT(atomic_load(&hs.returned), 3000, "evio_serve to return once drained");
@@ -1505,7 +1235,7 @@ START_TEST(test_drain_from_event)
                   "evio_serve returned %.1f ms after the last connection closed",
                   (double)(hs.returned_ns - last_close) / MS);
     for (int i = 0; i < 2; i++)
-        ck_assert_msg(reg_get(i).err == 0, "client %d: closed(err = %d)", i, reg_get(i).err);
+        ck_assert_msg(h_reg_get(i).err == 0, "client %d: closed(err = %d)", i, h_reg_get(i).err);
     free(big);
     h_log_check_sequences(true);
 }
@@ -1517,23 +1247,22 @@ END_TEST
 START_TEST(test_drain_deadline_closes_stragglers)
 {
     const int DEADLINE = 400;
-    reg_reset();
+    h_reg_reset();
     big_setup();
-    evio_events ev = {.opened = reg_opened, .data = dr_data, .closed = reg_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = dr_data, .closed = h_reg_closed,
                       .drain_timeout_ms = _i == 1 ? DEADLINE : 0};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
 
     int x = h_connect(&hs, 0); /* never finishes */
-    wait_opened(1);
+    h_reg_wait_opened(1);
     int z = h_connect(&hs, 0); /* finishes on its own */
-    wait_opened(2);
+    h_reg_wait_opened(2);
     int64_t t_drain;
     if (_i == 0) {
         t_drain = h_now_ns();
-        ck_assert_int_eq(evio_server_drain(srv_of(&hs), DEADLINE), 0);
+        ck_assert_int_eq(evio_server_drain(h_srv(&hs), DEADLINE), 0);
     } else {
         char buf[9];
         h_send_all(z, "DRAIN\n", 6);
@@ -1546,7 +1275,7 @@ START_TEST(test_drain_deadline_closes_stragglers)
     H_WAIT(atomic_load(&hs.returned), DEADLINE + 3000, "evio_serve to return after the "
            "drain deadline");
     h_server_join(&hs);
-    fc_conn fx = reg_get(0), fz = reg_get(1);
+    h_conn fx = h_reg_get(0), fz = h_reg_get(1);
     ck_assert_msg(fz.nclosed == 1 && fz.err == 0, "the client that left: closed(err = %d)",
                   fz.err);
     ck_assert_msg(fx.nclosed == 1 && fx.err == -ETIMEDOUT,
@@ -1568,32 +1297,31 @@ END_TEST
  * it go on. */
 START_TEST(test_drain_unix_removes_socket_file)
 {
-    reg_reset();
+    h_reg_reset();
     char path[128], unix_addr[160];
     h_unix_path(path, sizeof path, "drain");
     snprintf(unix_addr, sizeof unix_addr, "unix://%s", path);
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed};
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed};
     const char *addrs[] = {unix_addr, "tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 2);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 2);
     ck_assert(h_path_exists(path));
     struct sockaddr_storage usa, tsa;
-    socklen_t ulen = copy_addr(&hs, 0, &usa), tlen = copy_addr(&hs, 1, &tsa);
+    socklen_t ulen = h_copy_addr(&hs, 0, &usa), tlen = h_copy_addr(&hs, 1, &tsa);
 
     int u = h_connect(&hs, 0);
-    wait_opened(1);
-    echo_check(u, "over unix");
-    ck_assert_int_eq(evio_server_drain(srv_of(&hs), 10000), 0);
+    h_reg_wait_opened(1);
+    h_echo_check(u, "over unix");
+    ck_assert_int_eq(evio_server_drain(h_srv(&hs), 10000), 0);
     H_WAIT(!h_path_exists(path), 1000, "the socket file %s to be removed", path);
-    wait_refused((struct sockaddr *)&usa, ulen, 1000, "unix drain");
-    wait_refused((struct sockaddr *)&tsa, tlen, 1000, "tcp drain");
-    echo_check(u, "over unix while draining");
+    h_wait_refused((struct sockaddr *)&usa, ulen, 1000, "unix drain");
+    h_wait_refused((struct sockaddr *)&tsa, tlen, 1000, "tcp drain");
+    h_echo_check(u, "over unix while draining");
     ck_assert(!atomic_load(&hs.returned));
     close(u);
     H_WAIT(atomic_load(&hs.returned), 3000, "evio_serve to return once drained");
     h_server_join(&hs);
-    ck_assert_int_eq(reg_get(0).err, 0);
+    ck_assert_int_eq(h_reg_get(0).err, 0);
     ck_assert(!h_path_exists(path));
     h_log_check_sequences(true);
 }
@@ -1603,39 +1331,37 @@ END_TEST
  * evio_server_shutdown) during a drain closes everything at once. */
 START_TEST(test_drain_idle_server_and_shutdown_during_drain)
 {
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed};
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
     int64_t t0 = h_now_ns();
-    ck_assert_int_eq(evio_server_drain(srv_of(&hs), 10000), 0);
+    ck_assert_int_eq(evio_server_drain(h_srv(&hs), 10000), 0);
     H_WAIT(atomic_load(&hs.returned), 1000, "evio_serve to return: drained with nothing open");
     h_server_join(&hs);
     ck_assert_msg(hs.returned_ns - t0 <= 500 * MS * h_slow, "an empty drain took %.1f ms",
                   (double)(hs.returned_ns - t0) / MS);
 
     h_log_reset();
-    reg_reset();
-    rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_reg_reset();
+    h_start(&hs, &ev, addrs, 1);
     int c = h_connect(&hs, 0);
-    wait_opened(1);
-    ck_assert_int_eq(evio_server_drain(srv_of(&hs), 10000), 0);
-    ck_assert_int_eq(evio_server_drain(srv_of(&hs), 20000), 0); /* again: changes nothing */
+    h_reg_wait_opened(1);
+    ck_assert_int_eq(evio_server_drain(h_srv(&hs), 10000), 0);
+    ck_assert_int_eq(evio_server_drain(h_srv(&hs), 20000), 0); /* again: changes nothing */
     struct sockaddr_storage sa;
-    socklen_t salen = copy_addr(&hs, 0, &sa);
-    wait_refused((struct sockaddr *)&sa, salen, 1000, "drain");
-    echo_check(c, "while draining");
+    socklen_t salen = h_copy_addr(&hs, 0, &sa);
+    h_wait_refused((struct sockaddr *)&sa, salen, 1000, "drain");
+    h_echo_check(c, "while draining");
     int64_t t1 = h_now_ns();
-    ck_assert_int_eq(evio_server_shutdown(srv_of(&hs)), 0);
+    ck_assert_int_eq(evio_server_shutdown(h_srv(&hs)), 0);
     H_WAIT(atomic_load(&hs.returned), 1000, "evio_serve to return after a shutdown during "
            "a drain");
     h_server_join(&hs);
     ck_assert_msg(hs.returned_ns - t1 <= 500 * MS * h_slow, "shutdown during a drain took %.1f "
                   "ms", (double)(hs.returned_ns - t1) / MS);
-    ck_assert_int_eq(reg_get(0).nclosed, 1);
+    ck_assert_int_eq(h_reg_get(0).nclosed, 1);
     int r = h_drain(c);
     ck_assert_msg(r == 0 || r == -ECONNRESET, "client: %s", strerror(-r));
     close(c);
@@ -1656,16 +1382,15 @@ static void sig_drain(int signo)
 
 START_TEST(test_drain_from_signal_handler)
 {
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .nloops = 2};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
     struct sockaddr_storage sa;
-    socklen_t salen = copy_addr(&hs, 0, &sa);
-    atomic_store(&sig_srv, srv_of(&hs));
+    socklen_t salen = h_copy_addr(&hs, 0, &sa);
+    atomic_store(&sig_srv, h_srv(&hs));
     atomic_store(&sig_rc, 1);
     struct sigaction act, old;
     memset(&act, 0, sizeof act);
@@ -1674,24 +1399,24 @@ START_TEST(test_drain_from_signal_handler)
     ck_assert(sigaction(SIGUSR1, &act, &old) == 0);
 
     int a = h_connect(&hs, 0);
-    wait_opened(1);
+    h_reg_wait_opened(1);
     int b = h_connect(&hs, 0);
-    wait_opened(2);
-    echo_check(a, "before the signal");
+    h_reg_wait_opened(2);
+    h_echo_check(a, "before the signal");
     ck_assert_int_eq(pthread_kill(hs.thread, SIGUSR1), 0);
     H_WAIT(atomic_load(&sig_rc) != 1, 2000, "the signal handler to run");
     ck_assert_msg(atomic_load(&sig_rc) == 0, "evio_server_drain in a signal handler returned %d",
                   atomic_load(&sig_rc));
-    wait_refused((struct sockaddr *)&sa, salen, 1000, "drain from a signal handler");
-    echo_check(a, "a after the signal");
-    echo_check(b, "b after the signal");
+    h_wait_refused((struct sockaddr *)&sa, salen, 1000, "drain from a signal handler");
+    h_echo_check(a, "a after the signal");
+    h_echo_check(b, "b after the signal");
     close(a);
     close(b);
     H_WAIT(atomic_load(&hs.returned), 3000, "evio_serve to return once drained");
     h_server_join(&hs);
     ck_assert(sigaction(SIGUSR1, &old, NULL) == 0);
-    ck_assert_msg(reg_get(0).err == 0 && reg_get(1).err == 0, "closed(err = %d, %d)",
-                  reg_get(0).err, reg_get(1).err);
+    ck_assert_msg(h_reg_get(0).err == 0 && h_reg_get(1).err == 0, "closed(err = %d, %d)",
+                  h_reg_get(0).err, h_reg_get(1).err);
     h_log_check_sequences(true);
 }
 END_TEST
@@ -1702,7 +1427,7 @@ END_TEST
 
 static evio_action st_opened(evio_conn *c, const evio_info *info)
 {
-    reg_open(c, info);
+    h_reg_open(c, info);
     if (info->listener == 0)
         evio_write(c, "hi\n", 3);
     return EVIO_NONE;
@@ -1724,15 +1449,15 @@ static evio_action st_data(evio_conn *c, const void *in, size_t len)
 
 static evio_action st_detached(evio_conn *c, int fd)
 {
-    int i = reg_index(c);
-    pthread_mutex_lock(&reg.mu);
-    if (i >= 0 && i < FC_MAX) {
-        reg.c[i].nclosed++;
-        reg.c[i].closed_ns = h_now_ns();
+    int i = h_reg_index(c);
+    pthread_mutex_lock(&h_reg.mu);
+    if (i >= 0 && i < H_REG_MAX) {
+        h_reg.c[i].nclosed++;
+        h_reg.c[i].closed_ns = h_now_ns();
     }
-    pthread_mutex_unlock(&reg.mu);
+    pthread_mutex_unlock(&h_reg.mu);
     h_detached_log(c, fd); /* closes fd */
-    atomic_fetch_add(&reg.closed, 1);
+    atomic_fetch_add(&h_reg.closed, 1);
     return EVIO_NONE;
 }
 
@@ -1760,14 +1485,13 @@ static bool st_eq(const evio_stats *a, const evio_stats *b)
 START_TEST(test_stats_match_traffic)
 {
     const int nloops = _i + 1;
-    reg_reset();
-    evio_events ev = {.opened = st_opened, .data = st_data, .closed = reg_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = st_opened, .data = st_data, .closed = h_reg_closed,
                       .detached = st_detached, .nloops = nloops};
     const char *addrs[] = {"tcp://127.0.0.1:0", "udp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 2);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
-    evio_server *srv = srv_of(&hs);
+    h_start(&hs, &ev, addrs, 2);
+    evio_server *srv = h_srv(&hs);
 
     evio_stats zero = {0}, tot, per[4];
     ck_assert_int_eq(evio_server_stats(srv, &tot, NULL, 0), nloops);
@@ -1782,7 +1506,7 @@ START_TEST(test_stats_match_traffic)
     for (int i = 0; i < ST_TCP; i++) {
         char hi[3];
         fds[i] = h_connect(&hs, 0);
-        wait_opened(i + 1);
+        h_reg_wait_opened(i + 1);
         h_recv_exact(fds[i], hi, 3);
         out[i] += 3;
         size_t m = 1000u * (size_t)(i + 1) + 7u * (size_t)i;
@@ -1797,7 +1521,7 @@ START_TEST(test_stats_match_traffic)
         free(q);
     }
     for (int i = 0; i < ST_TCP; i++) {
-        uint64_t id = reg_get(i).id;
+        uint64_t id = h_reg_get(i).id;
         for (int w = 0; w < i % 3 + 1; w++) { /* one at a time: none coalesce */
             char W;
             ck_assert_int_eq(evio_wake(srv, id), 0);
@@ -1807,18 +1531,18 @@ START_TEST(test_stats_match_traffic)
             out[i]++;
         }
     }
-    int u = udp_client(&hs, 1);
+    int u = h_udp_client(&hs, 1);
     uint8_t dg[100], back[100];
     h_fill(dg, sizeof dg, 99);
     h_send_all(u, dg, sizeof dg);
     ck_assert_msg(recv(u, back, sizeof back, 0) == (ssize_t)sizeof back, "udp echo: %s",
                   strerror(errno));
     ck_assert(memcmp(dg, back, sizeof dg) == 0);
-    wait_opened(ST_TCP + 1);
+    h_reg_wait_opened(ST_TCP + 1);
     in[ST_TCP] = out[ST_TCP] = sizeof dg;
     /* evio_send output counts in bytes_out, not in wakes. */
     for (int k = 0; k < 3; k++)
-        ck_assert_int_eq(evio_send(srv, reg_get(3).id, "S", 1), 0);
+        ck_assert_int_eq(evio_send(srv, h_reg_get(3).id, "S", 1), 0);
     char sss[3];
     h_recv_exact(fds[3], sss, 3);
     ck_assert(memcmp(sss, "SSS", 3) == 0);
@@ -1828,18 +1552,18 @@ START_TEST(test_stats_match_traffic)
         close(fds[i]);
         gone[i] = true;
     }
-    wait_closed(2);
+    h_reg_wait_closed(2);
     h_send_all(fds[2], "detach!", 7);
     in[2] += 7;
     gone[2] = true;
-    wait_closed(3);
+    h_reg_wait_closed(3);
     ck_assert_int_eq(h_drain(fds[2]), 0);
 
     /* Expected, in total and per loop (by the thread each connection ran on). */
     evio_stats want = {0}, want_per[4];
     memset(want_per, 0, sizeof want_per);
     for (int i = 0; i <= ST_TCP; i++) {
-        fc_conn f = reg_get(i);
+        h_conn f = h_reg_get(i);
         ck_assert(f.loop >= 0 && f.loop < nloops);
         if (i < ST_TCP)
             ck_assert_msg(f.loop == i % nloops, "round robin: connection %d opened on loop %d",
@@ -1900,7 +1624,7 @@ START_TEST(test_stats_match_traffic)
     for (int i = 2; i < ST_TCP; i++)
         close(fds[i]);
     close(u);
-    wait_closed(ST_TCP);
+    h_reg_wait_closed(ST_TCP);
     ck_assert_int_eq(h_log_count(H_DETACHED), 1);
     h_server_stop(&hs);
     h_log_check_sequences(true);
@@ -1924,39 +1648,38 @@ static int ad_deny_all(void *udata, const struct sockaddr *sa, socklen_t len)
  * filter; 1: the limit. */
 START_TEST(test_udp_admission_filter_and_limit)
 {
-    reg_reset();
+    h_reg_reset();
     atomic_store(&ad_filter_calls, 0);
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed};
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed};
     if (_i == 0)
         ev.accept_filter = ad_deny_all;
     else
         ev.max_conns = 1;
     const char *addrs[] = {"udp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
 
     int u[3];
     for (int i = 0; i < 3; i++) {
-        u[i] = udp_client(&hs, 0);
+        u[i] = h_udp_client(&hs, 0);
         h_send_all(u[i], "hi", 2);
     }
     bool ok;
-    H_WAIT_FOR(ok, stats_now(&hs).filtered + stats_now(&hs).refused >= (_i == 0 ? 3 : 2),
+    H_WAIT_FOR(ok, h_stats(&hs).filtered + h_stats(&hs).refused >= (_i == 0 ? 3 : 2),
                2000);
-    evio_stats s = stats_now(&hs);
+    evio_stats s = h_stats(&hs);
     ck_assert_msg(ok, "UDP peers were not admitted through the filter/limit: filter called "
                   "%d times, %d sessions opened, stats accepted %llu filtered %llu refused "
-                  "%llu", atomic_load(&ad_filter_calls), atomic_load(&reg.opened),
+                  "%llu", atomic_load(&ad_filter_calls), atomic_load(&h_reg.opened),
                   (unsigned long long)s.accepted, (unsigned long long)s.filtered,
                   (unsigned long long)s.refused);
     h_sleep_ms(50);
-    s = stats_now(&hs);
+    s = h_stats(&hs);
     int want = _i == 0 ? 0 : 1;
-    ck_assert_msg(atomic_load(&reg.opened) == want && s.accepted == (uint64_t)want &&
+    ck_assert_msg(atomic_load(&h_reg.opened) == want && s.accepted == (uint64_t)want &&
                       s.open == (uint64_t)want,
                   "%d sessions opened (accepted %llu, open %llu), expected %d",
-                  atomic_load(&reg.opened), (unsigned long long)s.accepted,
+                  atomic_load(&h_reg.opened), (unsigned long long)s.accepted,
                   (unsigned long long)s.open, want);
     if (_i == 0)
         ck_assert_int_ge(atomic_load(&ad_filter_calls), 3);
@@ -1979,29 +1702,28 @@ static int ad_slow_filter(void *udata, const struct sockaddr *sa, socklen_t len)
  * admission is one atomic step, so exactly one of eight clients opens. */
 START_TEST(test_max_conns_atomic_across_loops)
 {
-    reg_reset();
+    h_reg_reset();
     atomic_store(&ad_filter_calls, 0);
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .max_conns = 1, .nloops = 4, .accept_filter = ad_slow_filter};
     const char *addrs[] = {"tcp://127.0.0.1:0?reuseport=true"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
     enum { N = 8 };
     int fds[N];
     for (int i = 0; i < N; i++)
         fds[i] = h_connect(&hs, 0);
-    H_WAIT(stats_now(&hs).accepted + stats_now(&hs).refused >= N, 5000,
+    H_WAIT(h_stats(&hs).accepted + h_stats(&hs).refused >= N, 5000,
            "all %d clients to be admitted or refused", N);
     h_sleep_ms(50);
-    evio_stats s = stats_now(&hs);
-    ck_assert_msg(s.accepted == 1 && s.refused == N - 1 && atomic_load(&reg.opened) == 1,
+    evio_stats s = h_stats(&hs);
+    ck_assert_msg(s.accepted == 1 && s.refused == N - 1 && atomic_load(&h_reg.opened) == 1,
                   "max_conns = 1 with 4 loops: %d opened, accepted %llu, refused %llu",
-                  atomic_load(&reg.opened), (unsigned long long)s.accepted,
+                  atomic_load(&h_reg.opened), (unsigned long long)s.accepted,
                   (unsigned long long)s.refused);
     for (int i = 0; i < N; i++)
         close(fds[i]);
-    wait_closed(1);
+    h_reg_wait_closed(1);
     h_server_stop(&hs);
     h_log_check_sequences(true);
 }
@@ -2014,7 +1736,7 @@ static evio_action lc_opened(evio_conn *c, const evio_info *info)
     int k = evio_conn_loop(c);
     if (k >= 0 && k < 4)
         atomic_fetch_add(&lc_per_loop[k], 1);
-    return reg_opened(c, info);
+    return h_reg_opened(c, info);
 }
 
 /* Least connections counts a dial on its loop as soon as evio_dial picks
@@ -2022,27 +1744,27 @@ static evio_action lc_opened(evio_conn *c, const evio_info *info)
  * loops. */
 START_TEST(test_least_connections_counts_dials_in_flight)
 {
-    reg_reset();
+    h_reg_reset();
     for (int i = 0; i < 4; i++)
         atomic_store(&lc_per_loop[i], 0);
-    evio_events ev = {.opened = lc_opened, .data = h_data_echo, .closed = reg_closed,
+    evio_events ev = {.opened = lc_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .nloops = 4, .balance = EVIO_LEAST_CONNECTIONS};
     const char *addrs[] = {"tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
-    int port, lfd = test_listener(&port);
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
+    int port, lfd = h_test_listener(&port);
     char dial_addr[64];
     snprintf(dial_addr, sizeof dial_addr, "tcp://127.0.0.1:%d", port);
     int peers[8];
     for (int i = 0; i < 8; i++) {
         uint64_t id;
-        rc = evio_dial(srv_of(&hs), dial_addr, 2000 * h_slow, NULL, &id);
+        rc = evio_dial(h_srv(&hs), dial_addr, 2000 * h_slow, NULL, &id);
         ck_assert_msg(rc == 0, "evio_dial: %d (%s)", rc, evio_strerror(rc));
     }
     for (int i = 0; i < 8; i++)
-        peers[i] = accept_within(lfd, 2000);
-    wait_opened(8);
+        peers[i] = h_accept_within(lfd, 2000);
+    h_reg_wait_opened(8);
     ck_assert_msg(atomic_load(&lc_per_loop[0]) == 2 && atomic_load(&lc_per_loop[1]) == 2 &&
                       atomic_load(&lc_per_loop[2]) == 2 && atomic_load(&lc_per_loop[3]) == 2,
                   "8 dials spread %d/%d/%d/%d over 4 loops, expected 2/2/2/2",
@@ -2051,7 +1773,7 @@ START_TEST(test_least_connections_counts_dials_in_flight)
     for (int i = 0; i < 8; i++)
         close(peers[i]);
     close(lfd);
-    wait_closed(8);
+    h_reg_wait_closed(8);
     h_server_stop(&hs);
     h_log_check_sequences(true);
 }
@@ -2062,25 +1784,24 @@ END_TEST
  * EVIO_ENOTFOUND instead of dropping the datagram silently. */
 START_TEST(test_drain_ends_udp_sessions)
 {
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed};
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed};
     const char *addrs[] = {"udp://127.0.0.1:0", "tcp://127.0.0.1:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 2);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 2);
     int t = h_connect(&hs, 1); /* keeps the drain going */
-    wait_opened(1);
-    int u = udp_client(&hs, 0);
+    h_reg_wait_opened(1);
+    int u = h_udp_client(&hs, 0);
     char b[8];
     h_send_all(u, "hi", 2);
     ck_assert_msg(recv(u, b, sizeof b, 0) == 2, "udp echo: %s", strerror(errno));
-    wait_opened(2);
-    uint64_t uid = reg_get(1).id;
-    ck_assert_int_eq(evio_server_drain(srv_of(&hs), 10000), 0);
-    H_WAIT(reg_get(1).nclosed == 1, 1000, "the UDP session to close when the drain began");
-    ck_assert_msg(reg_get(1).err == 0, "UDP session closed(err = %d)", reg_get(1).err);
-    ck_assert_int_eq(evio_send(srv_of(&hs), uid, "x", 1), EVIO_ENOTFOUND);
-    echo_check(t, "tcp goes on while draining");
+    h_reg_wait_opened(2);
+    uint64_t uid = h_reg_get(1).id;
+    ck_assert_int_eq(evio_server_drain(h_srv(&hs), 10000), 0);
+    H_WAIT(h_reg_get(1).nclosed == 1, 1000, "the UDP session to close when the drain began");
+    ck_assert_msg(h_reg_get(1).err == 0, "UDP session closed(err = %d)", h_reg_get(1).err);
+    ck_assert_int_eq(evio_send(h_srv(&hs), uid, "x", 1), EVIO_ENOTFOUND);
+    h_echo_check(t, "tcp goes on while draining");
     close(t);
     H_WAIT(atomic_load(&hs.returned), 3000, "evio_serve to return once drained");
     h_server_join(&hs);
@@ -2109,19 +1830,19 @@ static int local_only(void *udata, const struct sockaddr *sa, socklen_t len)
 
 START_TEST(test_readme_local_only_filter_on_dual_stack)
 {
-    reg_reset();
-    evio_events ev = {.opened = reg_opened, .data = h_data_echo, .closed = reg_closed,
+    h_reg_reset();
+    evio_events ev = {.opened = h_reg_opened, .data = h_data_echo, .closed = h_reg_closed,
                       .accept_filter = local_only};
     const char *addrs[] = {"tcp://:0"};
     h_server hs = {0};
-    int rc = h_server_start(&hs, &ev, addrs, 1);
-    ck_assert_msg(rc == 0, "evio_serve: %d (%s)", rc, evio_strerror(rc));
+    h_start(&hs, &ev, addrs, 1);
+    int rc;
     int port = h_server_port(&hs, 0);
     struct sockaddr_in lo = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int fd = h_connect_addr((struct sockaddr *)&lo, sizeof lo);
-    wait_opened(1);
-    echo_check(fd, "127.0.0.1 on a dual-stack listener");
+    h_reg_wait_opened(1);
+    h_echo_check(fd, "127.0.0.1 on a dual-stack listener");
     close(fd);
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert(fd >= 0);
@@ -2130,10 +1851,10 @@ START_TEST(test_readme_local_only_filter_on_dual_stack)
     ck_assert_msg(bind(fd, (struct sockaddr *)&me, sizeof me) == 0, "bind: %s", strerror(errno));
     rc = h_try_connect(fd, (struct sockaddr *)&lo, sizeof lo);
     ck_assert_msg(rc == 0, "connect from 127.0.0.2: %s", strerror(-rc));
-    expect_closed_at_once(fd, "a client from 127.0.0.2");
+    h_expect_closed_at_once(fd, "a client from 127.0.0.2");
     close(fd);
-    wait_closed(1);
-    ck_assert_int_eq(stats_now(&hs).filtered, 1);
+    h_reg_wait_closed(1);
+    ck_assert_int_eq(h_stats(&hs).filtered, 1);
     h_server_stop(&hs);
     h_log_check_sequences(true);
 }
