@@ -254,6 +254,8 @@ static ssize_t f_sendto(int fd, const void *buf, size_t len, int flags,
 {
     call c = fd_call(K_SENDTO, fd);
     int e = would_block(&c);
+    if (e == EAGAIN && rates.no_sendto_eagain)
+        e = 0;
     return e ? fail(e) : evio__sys_default.sendto(fd, buf, len, flags, sa, salen);
 }
 
@@ -346,6 +348,16 @@ static int f_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_ns
     pthread_mutex_unlock(&watch_mu);
     return n;
 }
+
+const fault_rates fault_profile_transparent = {
+    .short_io = 200,
+    .eagain = 50,
+    .eintr = 50,
+    .connect_delay = 500,
+    .spurious = 100,
+    .wakeup = 50,
+    .no_sendto_eagain = 1,
+};
 
 void fault_install(void)
 {

@@ -50,7 +50,7 @@
  * e.g. "fault recv fd 9 life 2 call 3: EINTR".
  *
  * API: fault_install, fault_start, fault_stop and fault_injected are as
- * they were; fault_digest is new.
+ * they were; fault_digest and fault_profile_transparent are new.
  */
 #ifndef EVIO_TESTS_FAULT_H
 #define EVIO_TESTS_FAULT_H
@@ -69,7 +69,24 @@ typedef struct fault_rates {
     int connect_delay; /* connect that completed: reported as EINPROGRESS */
     int spurious;   /* poll: also report a watched fd that may have nothing */
     int wakeup;     /* poll: return at once with nothing (an EINTR'd wait) */
+    /* Added last, so that initializers written before stay valid: */
+    int no_sendto_eagain; /* nonzero: eagain spares sendto (see the profile below) */
 } fault_rates;
+
+/* The transparent profile: only faults a correct library hides from the
+ * application, so every promise of the contract still holds under it and
+ * the conformance suite must pass unchanged (make check runs it so):
+ *   short reads and writes    200/1000 recv and send calls
+ *   EAGAIN                     50/1000 recv, send, recvfrom, accept
+ *   EINTR                      50/1000 recv, send, recvfrom, sendto, accept
+ *   delayed connect           500/1000 connects that completed at once
+ *   spurious readiness        100/1000 polls
+ *   early wakeup               50/1000 polls
+ * and none of what the application is meant to see: resets, accept errors
+ * (EMFILE...), ENOMEM, refused connects.  EAGAIN is not injected on
+ * sendto here, since a full UDP socket drops the datagram (as the kernel
+ * may), which a UDP test would see. */
+extern const fault_rates fault_profile_transparent;
 
 void fault_install(void);
 /* Start injecting with this seed and these rates; every stream starts
