@@ -225,8 +225,11 @@ void evio__udp_read(evio__loop *l, evio__listener *ln)
 int evio__udp_write(evio_conn *c, const void *buf, size_t len)
 {
     evio__udp_session *s = session_of(c);
-    ssize_t n = evio__sys.sendto(s->ln->fd, buf, len, 0, (const struct sockaddr *)&s->peer,
-                                 s->peerlen);
+    ssize_t n;
+    do /* a signal is no reason to lose the datagram */
+        n = evio__sys.sendto(s->ln->fd, buf, len, 0, (const struct sockaddr *)&s->peer,
+                             s->peerlen);
+    while (n < 0 && errno == EINTR);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS
                    ? 0 /* dropped because the socket is full: UDP may lose */

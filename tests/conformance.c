@@ -14,9 +14,13 @@
  *
  * Environment: CK_RUN_CASE=<case> / CK_RUN_SUITE as usual with Check;
  * CK_VERBOSITY=verbose lists every test; EVIO_TEST_SLOW=<n> multiplies
- * every time bound (sanitizer builds use 3).
+ * every time bound (sanitizer builds use 3); EVIO_FAULT_SEED=<n> runs the
+ * suite under the fault layer's transparent profile with that seed (see
+ * tests/fault.h; every test child starts the schedule afresh), which
+ * tests/conformance-faulted.sh does with CK_EXCLUDE_TAGS=slow.
  */
 #include "harness.h"
+#include "fault.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +76,29 @@ static TCase *threaded(TCase *tc)
     return tc;
 }
 
+/* Tags set once, for cases with more than one.  "slow": the cases whose
+ * tests wait out timeouts or run openssl s_client (most of the suite's
+ * time), which the faulted runs leave out to stay a few seconds. */
+static TCase *tagged(TCase *tc, const char *tags)
+{
+    tcase_set_tags(tc, tags);
+    return tc;
+}
+
+/* EVIO_FAULT_SEED=n: every wrapped system call and allocation goes through
+ * the transparent fault profile (tests/fault.h) with seed n.  Started here,
+ * before the tests fork, so each test's child starts the same schedule. */
+static void start_faults(void)
+{
+    const char *env = getenv("EVIO_FAULT_SEED");
+    if (!env || !*env)
+        return;
+    uint64_t seed = strtoull(env, NULL, 10);
+    fault_install();
+    fault_start(seed, &fault_profile_transparent);
+    printf("under faults: transparent profile, fault seed %llu\n", (unsigned long long)seed);
+}
+
 int main(void)
 {
     h_init_slow();
@@ -84,6 +111,7 @@ int main(void)
            h_slow);
     fflush(stdout);
     warmup();
+    start_faults();
     fflush(stdout);
 
     char name[64];
@@ -94,13 +122,13 @@ int main(void)
     suite_add_tcase(s, tcase_lifecycle());
     suite_add_tcase(s, tcase_output());
     suite_add_tcase(s, threaded(tcase_wake()));
-    suite_add_tcase(s, tcase_tick());
+    suite_add_tcase(s, tagged(tcase_tick(), "slow"));
     suite_add_tcase(s, tcase_robust());
     suite_add_tcase(s, threaded(tcase_dial()));
     suite_add_tcase(s, threaded(tcase_loops()));
-    suite_add_tcase(s, threaded(tcase_features()));
-    suite_add_tcase(s, tcase_translate());
-    suite_add_tcase(s, threaded(tcase_bounds()));
+    suite_add_tcase(s, tagged(tcase_features(), "threads slow"));
+    suite_add_tcase(s, tagged(tcase_translate(), "slow"));
+    suite_add_tcase(s, tagged(tcase_bounds(), "threads slow"));
     suite_add_tcase(s, tcase_contract());
     suite_add_tcase(s, threaded(tcase_contract_threads()));
 

@@ -9,6 +9,9 @@
  * reply the server writes and closes after (output queued before an
  * orderly close), while the loop dials itself and another thread wakes
  * random ids.  Then it checks:
+ *  - the loop goes quiet once the clients are done: every dial closed,
+ *    no connection open, none queued for accept (checked twice, two loop
+ *    ticks apart);
  *  - every opened connection closed exactly once, every dial id opened
  *    and closed exactly once, nothing closed that was not opened;
  *  - what a client received is a prefix of what it should receive, and
@@ -20,8 +23,10 @@
  *  - evio_serve returns 0 and no fd is left open (memory: LSan, in the
  *    sanitizer build, at the child's exit).
  *
- * EVIO_FAULT_SEED=N runs seed N alone and prints what it checks;
- * EVIO_FAULT_HARSH=k multiplies every fault rate by k (for exploring).
+ * EVIO_FAULT_SEED=N runs seed N alone and prints what it checks (with the
+ * digest of the faults it met: see tests/fault.h for what a seed
+ * reproduces); EVIO_FAULT_HARSH=k multiplies every fault rate by k (for
+ * exploring); EVIO_FAULT_TRACE=1 logs every fault injected.
  */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
@@ -43,6 +48,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <poll.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -167,7 +173,10 @@ static void violation(const char *fmt, ...)
 
 static char tcp_addr[64], unix_addr[128], unix_path[108];
 static atomic_bool dialing;
-static int ndials;
+/* Dials asked for, dials evio_dial accepted (each fires opened and closed
+ * later), and dials whose closed has fired. */
+static atomic_int ndials, dials_started, dials_closed;
+static atomic_uint ticks; /* loop iterations that ran the tick */
 
 static srec *rec_of(const sconn *s)
 {
@@ -262,6 +271,8 @@ static evio_action on_closed(evio_conn *c, int err)
         closed_n[id]++;
     atomic_fetch_sub(&live, 1);
     sconn *s = evio_conn_context(c);
+    if (s && s->dialed)
+        atomic_fetch_add(&dials_closed, 1);
     srec *r = rec_of(s);
     if (r) {
         r->closed++;
@@ -274,12 +285,17 @@ static evio_action on_closed(evio_conn *c, int err)
 static evio_action on_tick(evio_server *srv, int64_t *delay)
 {
     *delay = 10 * 1000000;
-    if (atomic_load(&dialing) && ndials < NDIALS) {
+    atomic_fetch_add(&ticks, 1);
+    int k = atomic_load(&ndials);
+    if (atomic_load(&dialing) && k < NDIALS) {
         uint64_t id = 0;
-        int err = evio_dial(srv, ndials % 2 ? unix_addr : tcp_addr, 2000, NULL, &id);
-        ndials++;
-        if (!err && id < MAX_ID)
-            dialed_id[id] = 1;
+        int err = evio_dial(srv, k % 2 ? unix_addr : tcp_addr, 2000, NULL, &id);
+        if (!err) {
+            atomic_fetch_add(&dials_started, 1);
+            if (id < MAX_ID)
+                dialed_id[id] = 1;
+        }
+        atomic_store(&ndials, k + 1);
     }
     return EVIO_NONE;
 }
@@ -490,6 +506,54 @@ static void check_ids(void)
     }
 }
 
+/* Connections the kernel has queued on our listeners: each is on its way
+ * to being opened (the server may be pausing accept after EMFILE). */
+static int pending_accepts(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 0;
+    int n = 0;
+    for (struct dirent *de; (de = readdir(d)) != NULL;) {
+        int fd = atoi(de->d_name), on = 0;
+        socklen_t len = sizeof on;
+        if (de->d_name[0] == '.' || fd == dirfd(d) ||
+            getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) < 0 || !on)
+            continue;
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        n += poll(&pf, 1, 0) > 0;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Nothing open and nothing on its way: every dial asked for has closed, no
+ * connection is open, none is queued for accept. */
+static bool quiet(void)
+{
+    return atomic_load(&ndials) >= NDIALS &&
+           atomic_load(&dials_closed) == atomic_load(&dials_started) &&
+           atomic_load(&live) == 0 && pending_accepts() == 0;
+}
+
+/* quiet() until deadline, and still quiet two ticks later: a connection
+ * accepted while we looked has had its opened() by then (the tick runs
+ * between the loop's batches). */
+static bool wait_quiet(int64_t deadline)
+{
+    while (h_now_ms() < deadline) {
+        if (quiet()) {
+            unsigned t0 = atomic_load(&ticks);
+            while (atomic_load(&ticks) - t0 < 2 && h_now_ms() < deadline)
+                h_sleep_ms(2);
+            if (quiet())
+                return true;
+        }
+        h_sleep_ms(2);
+    }
+    return false;
+}
+
 static int run_one(uint64_t seed, int harsh, bool verbose)
 {
     run_seed = seed;
@@ -530,15 +594,19 @@ static int run_one(uint64_t seed, int harsh, bool verbose)
         pthread_create(&clients[t], NULL, client_thread, (void *)(intptr_t)t);
     for (int t = 0; t < NCLIENT_THREADS; t++)
         pthread_join(clients[t], NULL);
-    /* The dials finish too, then the loop must go quiet. */
-    deadline = h_now_ms() + 5000 * h_slow;
-    while ((ndials < NDIALS || atomic_load(&live) > 0) && h_now_ms() < deadline)
-        h_sleep_ms(2);
+    /* The dials finish too, then the loop must go quiet.  A dial counts
+     * until its closed() fired, not from when it was asked for: counting it
+     * as done early let a dial still connecting (or a connection still in
+     * the accept queue while accept was paused) open after the check and be
+     * reported as left open (the "known bug" of issue 15). */
+    bool calm = wait_quiet(h_now_ms() + 5000 * h_slow);
     atomic_store(&waking, false);
     pthread_join(waker, NULL);
-    if (atomic_load(&live) > 0)
-        violation("%d connections still open 5 s after the clients finished",
-                  atomic_load(&live));
+    if (!calm)
+        violation("not quiet 5 s after the clients finished: %d connections open, "
+                  "%d of %d dials closed, %d queued for accept",
+                  atomic_load(&live), atomic_load(&dials_closed),
+                  atomic_load(&dials_started), pending_accepts());
 
     /* Idle, faults still on (spurious readiness, early wakeups): the loop
      * must not spin.  Its tick runs every 10 ms. */
@@ -548,7 +616,7 @@ static int run_one(uint64_t seed, int harsh, bool verbose)
     int64_t cpu = h_thread_cpu_ns(loop) - cpu0;
     if (cpu > 50000000LL * h_slow)
         violation("idle loop used %lld ms of CPU in 500 ms", (long long)(cpu / 1000000));
-    uint64_t nfaults = fault_injected();
+    uint64_t nfaults = fault_injected(), digest = fault_digest();
     fault_stop();
 
     /* Faults off: the listener must accept again (after EMFILE it is
@@ -568,8 +636,9 @@ static int run_one(uint64_t seed, int harsh, bool verbose)
     if (fds_after != fds_before)
         violation("%d fds open before, %d after", fds_before, fds_after);
     if (verbose || nviolations)
-        printf("seed %llu: %llu faults injected, %d ids, %d dials\n", (unsigned long long)seed,
-               (unsigned long long)nfaults, atomic_load(&max_id), ndials);
+        printf("seed %llu: %llu faults injected (digest %016llx), %d ids, %d dials\n",
+               (unsigned long long)seed, (unsigned long long)nfaults,
+               (unsigned long long)digest, atomic_load(&max_id), atomic_load(&ndials));
     if (nviolations)
         printf("%s", violations);
     return nviolations ? 1 : 0;
@@ -628,7 +697,7 @@ int main(void)
         uint64_t seed = strtoull(env, NULL, 10);
         printf("faulted run, backend %s, fault seed %llu\n", backend, (unsigned long long)seed);
         int rc = run_one(seed, 1, true);
-        printf("faulted runs, backend %s: %d passed, %d failed\n", backend, !rc, rc);
+        printf("faulted-%s: 1 seed, %d passed, %d failed\n", backend, !rc, rc);
         return rc;
     }
     /* Four seeds at the base rates, four with every rate five times higher
@@ -640,6 +709,7 @@ int main(void)
     int passed = 0, failed = 0;
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++)
         run_forked(runs[i].seed, runs[i].harsh) ? passed++ : failed++;
-    printf("faulted runs, backend %s: %d passed, %d failed\n", backend, passed, failed);
+    printf("faulted-%s: %d seeds, %d passed, %d failed\n", backend, passed + failed, passed,
+           failed);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
