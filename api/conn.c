@@ -169,7 +169,7 @@ static void conn_send(evio_conn *c, size_t len)
         evio__idle_arm(c);
 }
 
-static void conn_write(evio_conn *c, size_t len);
+static EVIO__ALWAYS_INLINE void conn_write(evio_conn *c, size_t len);
 
 /* One write attempt, wrapped in prewrite/postwrite. */
 static void conn_flush(evio_conn *c)
@@ -187,7 +187,7 @@ static void conn_flush(evio_conn *c)
 }
 
 /* One send(), and its postwrite. */
-static void conn_write(evio_conn *c, size_t len)
+static EVIO__ALWAYS_INLINE void conn_write(evio_conn *c, size_t len)
 {
     const evio_events *ev = events_of(c);
     ssize_t n = evio__sys.send(c->fd, c->out->data + c->out->head, len, MSG_NOSIGNAL);
@@ -213,7 +213,7 @@ static void conn_write(evio_conn *c, size_t len)
 }
 
 /* Input from the peer, to the translator or the application. */
-static void conn_input(evio_conn *c, const char *in, size_t n)
+static EVIO__ALWAYS_INLINE void conn_input(evio_conn *c, const char *in, size_t n)
 {
     evio__loop *l = c->loop;
     evio__count(&l->stats.bytes_in, (uint64_t)n);
@@ -467,8 +467,8 @@ void evio__conn_after(evio_conn *c, evio_action a)
 
 void evio__conn_ready(evio_conn *c, unsigned mask)
 {
-    if (c->flags & EVIO__CONN_RING)
-        return; /* readiness from before it connected: stale */
+    /* Never a completion-mode connection: it has no fd slot (a dial leaves
+     * its slot when it connects, evio__conn_use_ring). */
     if (c->flags & EVIO__CONN_CONNECTING) {
         evio__dial_ready(c);
         return;

@@ -33,6 +33,14 @@
 #define EVIO__WHEEL_NS ((int64_t)EVIO_IDLE_RESOLUTION_MS * 1000000)
 #define EVIO__DEFAULT_DRAIN_MS 30000
 
+/* For the few functions of the echo path that more than one caller shares:
+ * a call there costs more than the function (see docs/bench.md, callgrind). */
+#if defined(__GNUC__)
+#define EVIO__ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define EVIO__ALWAYS_INLINE inline
+#endif
+
 /* A counter one loop writes and any thread reads: relaxed, and no locked
  * instruction on the hot path since there is a single writer. */
 typedef _Atomic uint64_t evio__counter;

@@ -389,9 +389,10 @@ int evio__loop_run(evio__loop *l)
         l->now = evio__now_ns();
         l->ms = (evio__ms)(l->now / 1000000);
         int i = 0;
+        const bool completion = l->completion;
         for (; i < n && !atomic_load(&srv->shutdown); i++) {
             const evio__event *e = &l->fired[i];
-            if (l->completion && e->op) {
+            if (completion && e->op) {
                 loop_complete(l, e);
                 continue;
             }

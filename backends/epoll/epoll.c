@@ -103,7 +103,8 @@ static int epoll_poll(evio__poller *p, evio__event *out, int max, int64_t timeou
             mask |= EVIO__READ;
         if (e->events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
             mask |= EVIO__WRITE;
-        out[k++] = (evio__event){.fd = e->data.fd, .mask = mask};
+        out[k].fd = e->data.fd; /* the rest is read only from a completion backend */
+        out[k++].mask = mask;
     }
     return k;
 }

@@ -168,7 +168,8 @@ static int poll_poll(evio__poller *p, evio__event *out, int max, int64_t timeout
             mask |= EVIO__READ;
         if (re & (POLLOUT | POLLERR | POLLHUP | POLLNVAL))
             mask |= EVIO__WRITE;
-        out[k++] = (evio__event){.fd = p->fds[j].fd, .mask = mask};
+        out[k].fd = p->fds[j].fd; /* the rest is read only from a completion backend */
+        out[k++].mask = mask;
         if (k == max) /* the caller is full: start after j next time */
             p->start = j % m;
     }
