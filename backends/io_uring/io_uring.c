@@ -15,7 +15,9 @@
  *    (NBUFS x BUFSIZE): no connection owns a receive buffer.  A result's
  *    buffer is lent to the frontend until the next poll(), which gives it
  *    back.  When all are lent, a receive ends with -ENOBUFS and the frontend
- *    starts another, which runs after they came back.  The ring is small,
+ *    starts another, which runs after they came back (a batch later if
+ *    it took some: start_recvs, so that a flood starves no one).  The
+ *    ring is small,
  *    so the pages it touches stay few (idle memory, docs/idle-memory.md).
  *  - Readiness (set) is a one-shot poll request, armed again by each poll()
  *    while the interest remains: level-triggered, as the frontend expects.
@@ -63,6 +65,11 @@
 
 enum { TAG_ACCEPT = 1, TAG_RECV, TAG_SEND, TAG_POLL, TAG_WAKE, TAG_IGNORE };
 
+typedef struct recv_req {
+    int fd;
+    void *ctx;
+} recv_req;
+
 typedef struct fd_state {
     unsigned mask; /* EVIO__READ | EVIO__WRITE wanted */
     bool armed;    /* a poll request is outstanding */
@@ -79,7 +86,10 @@ struct evio__poller {
     char *bufs;
     unsigned short lent[NBUFS]; /* buffer ids lent in the last batch (the
                                  * ring holds no more: none can be lent twice) */
+    void *lent_to[NBUFS];       /* and the ctx each went to */
     int nlent;
+    recv_req *recvs; /* receives asked for since the last submission */
+    int nrecvs, recvs_cap;
     fd_state *fds; /* readiness, by fd */
     int nfds;
     int *rearm; /* fds whose poll fired in the last batch */
@@ -140,6 +150,7 @@ static void ur_destroy(evio__poller *p)
 #endif
     free(p->br);
     free(p->bufs);
+    evio__sys.free(p->recvs);
     evio__sys.free(p->fds);
     evio__sys.free(p->rearm);
     evio__sys.free(p);
@@ -262,16 +273,60 @@ static int ur_accept(evio__poller *p, int fd, void *ctx)
     return 0;
 }
 
+/* A receive is queued at the next submission (start_recvs), not now: the
+ * order in which they start is what keeps a flooding peer from starving
+ * the others. */
 static int ur_recv(evio__poller *p, int fd, void *ctx)
 {
-    struct io_uring_sqe *sqe = sqe_get(p);
-    if (!sqe)
-        return -EBUSY;
-    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = BGID;
-    io_uring_sqe_set_data64(sqe, op_data(ctx, TAG_RECV));
+    if (p->nrecvs == p->recvs_cap) {
+        int n = p->recvs_cap ? 2 * p->recvs_cap : 16;
+        recv_req *r = evio__sys.realloc(p->recvs, (size_t)n * sizeof *r);
+        if (!r)
+            return -ENOMEM;
+        p->recvs = r;
+        p->recvs_cap = n;
+    }
+    p->recvs[p->nrecvs++] = (recv_req){fd, ctx};
     return 0;
+}
+
+static bool got_buffers(const evio__poller *p, const void *ctx)
+{
+    for (int i = 0; i < p->nlent; i++)
+        if (p->lent_to[i] == ctx)
+            return true;
+    return false;
+}
+
+/* Queue the receives asked for since the last submission; returns how many
+ * wait for the next one, or -EBUSY.  A multishot receive that starts on a
+ * full socket takes up to 32 buffers at once, the whole ring, and one that
+ * finds none ends with -ENOBUFS: started as asked, a flooding peer would
+ * take every buffer before each other connection's turn, for ever.  So a
+ * receive that got buffers in the last batch (it ended for want of more)
+ * waits one batch, unless all must start now (a cancel is coming). */
+static int start_recvs(evio__poller *p, bool all)
+{
+    int kept = 0;
+    for (int i = 0; i < p->nrecvs; i++) {
+        recv_req r = p->recvs[i];
+        if (!all && got_buffers(p, r.ctx)) {
+            p->recvs[kept++] = r;
+            continue;
+        }
+        struct io_uring_sqe *sqe = sqe_get(p);
+        if (!sqe) {
+            memmove(p->recvs + kept, p->recvs + i, (size_t)(p->nrecvs - i) * sizeof r);
+            p->nrecvs = kept + p->nrecvs - i;
+            return -EBUSY;
+        }
+        io_uring_prep_recv_multishot(sqe, r.fd, NULL, 0, 0);
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = BGID;
+        io_uring_sqe_set_data64(sqe, op_data(r.ctx, TAG_RECV));
+    }
+    p->nrecvs = kept;
+    return kept;
 }
 
 static int ur_send(evio__poller *p, int fd, const void *buf, size_t len, void *ctx)
@@ -288,6 +343,9 @@ static int ur_cancel(evio__poller *p, void *ctx, unsigned ops)
 {
     static const struct { unsigned op, tag; } tags[] = {
         {EVIO__OP_ACCEPT, TAG_ACCEPT}, {EVIO__OP_RECV, TAG_RECV}, {EVIO__OP_SEND, TAG_SEND}};
+    int err = start_recvs(p, true); /* a receive to cancel must have started */
+    if (err < 0)
+        return err;
     for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++) {
         if (!(ops & tags[i].op))
             continue;
@@ -346,6 +404,7 @@ static bool translate(evio__poller *p, const struct io_uring_cqe *cqe, evio__eve
         if (cqe->flags & IORING_CQE_F_BUFFER) {
             unsigned short bid = (unsigned short)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
             e->data = p->bufs + (size_t)bid * BUFSIZE;
+            p->lent_to[p->nlent] = e->ctx;
             p->lent[p->nlent++] = bid;
         }
         return true;
@@ -360,6 +419,11 @@ static int ur_poll(evio__poller *p, evio__event *out, int max, int64_t timeout_n
             return -errno;
         p->enabled = true;
     }
+    int waiting = start_recvs(p, false);
+    if (waiting < 0)
+        return -EBUSY;
+    if (waiting)
+        timeout_ns = 0; /* they start at the next poll(), which must come */
     /* What the last batch was lent or reported comes back now. */
     for (int i = 0; i < p->nlent; i++)
         io_uring_buf_ring_add(p->br, p->bufs + (size_t)p->lent[i] * BUFSIZE, BUFSIZE, p->lent[i],
