@@ -838,6 +838,7 @@ void evio__conn_free(evio_conn *c)
             r->xl->free(r->xstate);
         evio__sys.free(r->errmsg);
         evio__sys.free(r->dial);
+        evio__outq_free(c->loop, &r->stash); /* input a closed connection never read */
         evio__sys.free(r);
     }
     evio__outq_free(c->loop, &c->out);
