@@ -279,7 +279,10 @@ typedef struct evio_events {
      * whole.  Independent of evio_conn_pause(): reading resumes only when
      * neither holds it.  Counted in evio_stats.high_water.  0 means
      * EVIO_DEFAULT_HIGH_WATER; negative turns it off.  Per connection:
-     * evio_conn_set_high_water(). */
+     * evio_conn_set_high_water().  A relay turns it off and pauses the
+     * connection its output comes from instead (examples/proxy): with a
+     * peer that writes before it reads, this rule would wait on that peer
+     * while it waits on us. */
     int output_high_water;
 
     /* TCP and unix: a connection whose queued output makes no progress

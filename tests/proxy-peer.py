@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Peers for tests/proxy-test.sh: a scripted backend and the test clients.
 
-  proxy-peer.py backend PORTFILE LOG     the backend behind the proxy
+  proxy-peer.py backend PORTFILE LOG [BUF]
+                                         the backend behind the proxy (BUF:
+                                         its sockets' buffer sizes, bytes)
   proxy-peer.py refuser PORTFILE         a bound port that refuses connections
   proxy-peer.py CASE PORT [ARGS...]      one client test case (exit 0: pass)
 
@@ -143,8 +145,11 @@ def serve_conn(c, logpath):
         log(logpath, "close")
 
 
-def backend(portfile, logpath):
+def backend(portfile, logpath, bufsize=None):
     ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if bufsize:  # small buffers: an echo then waits on the proxy at once
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(bufsize))
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(bufsize))
     ls.bind(("127.0.0.1", 0))
     ls.listen(128)
     with open(portfile + ".tmp", "w") as f:
@@ -179,8 +184,21 @@ def relay_one(port, size, errors):
         if got != payload:
             errors.append("size %d: got %d bytes, %s" %
                           (size, len(got), "equal prefix" if payload.startswith(got) else "corrupt"))
+    except socket.timeout as e:
+        # A stall: show where the bytes wait (Recv-Q/Send-Q of every
+        # socket on the proxy's port and the backend's) before closing.
+        errors.append("size %d: %s\n%s" % (size, e, socket_queues()))
     except OSError as e:
         errors.append("size %d: %s" % (size, e))
+
+
+def socket_queues():
+    import subprocess
+    try:
+        return subprocess.run(["ss", "-tnoi", "state", "connected"], capture_output=True,
+                              text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return "(ss: %s)" % e
 
 
 def case_relay(port, rounds="1"):
@@ -421,7 +439,7 @@ CASES = {
 if __name__ == "__main__":
     what = sys.argv[1]
     if what == "backend":
-        backend(sys.argv[2], sys.argv[3])
+        backend(*sys.argv[2:5])
     elif what == "refuser":
         refuser(sys.argv[2])
     else:

@@ -5,7 +5,7 @@
 # clients, bounded memory with a slow reader on either side, close
 # propagation both ways, a dead backend, --loops 2, a backend name from
 # /etc/hosts, and real redis-server with redis-cli and redis-benchmark
-# through the proxy.  Ports are chosen by the kernel (port 0)
+# through the proxy, and an echo backend with 8 KiB socket buffers.  Ports are chosen by the kernel (port 0)
 # and read back.  Ends with the line "N passed, M failed"; exits non-zero if
 # anything failed (77, skipped, without python3).
 set -u
@@ -192,6 +192,21 @@ if start_proxy p4 --backend "127.0.0.1:$rport"; then
         cat "$work/p4.err"
     fi
     stop_proxy p4 "$p4"
+fi
+
+# ---- an echo backend with small socket buffers: its echo blocks as soon as
+# the proxy stops reading from it, so the proxy must never wait on its own
+# queued output before reading (it did, with evio's default high-water
+# mark: a deadlock, rare with loopback's large buffers, certain with these)
+python3 "$peer" backend "$work/sport" "$work/small.log" 8192 2>"$work/small.err" &
+pids+=($!)
+if ! wait_file "$work/sport" .; then
+    not_ok "the small-buffer backend did not start"
+    cat "$work/small.err"
+elif start_proxy p6 --backend "127.0.0.1:$(cat "$work/sport")"; then
+    check "p6 (8 KiB backend buffers): 10 concurrent clients, byte-exact" 120 \
+        python3 "$peer" relay "$port" 1
+    stop_proxy p6 "$pid"
 fi
 
 # ---- nothing left open at the backend

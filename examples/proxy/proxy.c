@@ -16,8 +16,12 @@
  * has more than HIGH_WATER bytes queued stops reading (evio_conn_pause);
  * the peer's postwrite resumes it once fewer than LOW_WATER remain.  So a
  * pair holds at most HIGH_WATER plus one read per direction, however slow
- * either end.  Bytes a client sends before the backend is connected are
- * held (one read at most: the client is paused until the backend opens).
+ * either end.  evio's own output high-water mark is off
+ * (output_high_water = -1): it stops reading a side whose *own* output is
+ * queued, so with a backend that echoes (it writes before it reads again)
+ * each would wait for the other once the socket buffers between them
+ * fill.  Bytes a client sends before the backend is connected are held
+ * (one read at most: the client is paused until the backend opens).
  * Closing: a side's end-of-file is passed on as end-of-file (eof() and
  * evio_conn_shutdown_write), so a client that shuts down its write side
  * still gets the backend's late reply; a connection closes by itself once
@@ -288,6 +292,7 @@ int main(int argc, char **argv)
         .eof = eof,
         .postwrite = postwrite,
         .closed = closed,
+        .output_high_water = -1, /* the pair's flow control instead: see the top */
         .nloops = loops == 0 ? EVIO_LOOPS_PER_CPU : loops,
     };
     int err = evio_serve(&events, addrs, 1);
