@@ -234,9 +234,10 @@ typedef struct client_result {
     uint64_t connects, hellos, connect_fail, lifetimes, end_orderly, end_half, end_abort, end_quit, end_reset;
     uint64_t requests, bytes_out, bytes_in, pushes, push_bytes, byes, tails, tbyes, fins;
     uint64_t mismatches, proto_errors, unexpected_eof, reset_as_eof, unexplained_reset, tbye_reset,
-        other_errors, stuck, open_min, open_max;
+        bye_reset, other_errors, stuck, open_min, open_max;
     uint64_t connect_errno[8]; /* a few errno values seen by connect, for the figures */
     uint64_t nbad, bad_id[8];  /* server ids (from HELLO) of connections that went wrong */
+    uint64_t nbye, bye_id[64]; /* server ids of resets after a BYE: the server checks them */
 } client_result;
 
 enum { C_DOWN, C_CONNECTING, C_OPEN };
@@ -591,8 +592,15 @@ static void on_error(cthread *t, cconn *c, int err)
             /* asked for it */
         } else if (c->end_seen == K_TBYE) {
             t->r.tbye_reset++;
+        } else if (c->end_seen == K_BYE && c->hello && t->r.nbye < 64) {
+            /* Explained only if a helper's evio_close (its TBYE dropped
+             * after the BYE's shutdown_write) closed it with our requests
+             * unread: the server looks at its trail. */
+            t->r.bye_reset++;
+            t->r.bye_id[t->r.nbye++] = c->id;
         } else {
             t->r.unexplained_reset++;
+            if (c->hello && t->r.nbad < 8) t->r.bad_id[t->r.nbad++] = c->id;
         }
     } else {
         cfail(t, c, &t->r.other_errors, "recv: %s", strerror(err));
@@ -726,6 +734,7 @@ static int client_main(int ctl_in, int res_out)
         uint64_t *d = (uint64_t *)&res, *s = (uint64_t *)&ts[k].r;
         for (size_t i = 0; i < offsetof(client_result, nbad) / sizeof *d; i++) d[i] += s[i];
         for (uint64_t i = 0; i < ts[k].r.nbad && res.nbad < 8; i++) res.bad_id[res.nbad++] = ts[k].r.bad_id[i];
+        for (uint64_t i = 0; i < ts[k].r.nbye && res.nbye < 64; i++) res.bye_id[res.nbye++] = ts[k].r.bye_id[i];
         close(ts[k].ep);
     }
     for (int i = 0; i < opt.conns; i++) {
@@ -1297,9 +1306,20 @@ int main(int argc, char **argv)
            "TBYE+evio_close %lu (%lu gone)\n",
            GET(h_wake_ok), GET(h_qwake_ok), GET(h_wake_nf), GET(h_push_ok), (double)GET(h_push_bytes) / 1e6,
            GET(h_push_nf), GET(h_close_ok), GET(h_close_nf));
+    /* A reset after a BYE is explained by a helper's evio_close only. */
+    uint64_t bye_explained = 0;
+    for (uint64_t i = 0; i < cr.nbye; i++) {
+        unsigned tr = cr.bye_id[i] < trail_cap ? atomic_load(&trail[cr.bye_id[i]]) : 0;
+        if (tr & T_TCLOSE) {
+            bye_explained++;
+        } else if (cr.nbad < 8) {
+            cr.bad_id[cr.nbad++] = cr.bye_id[i];
+        }
+    }
+    cr.unexplained_reset += cr.bye_reset - bye_explained; /* and any not in bye_id */
     printf("  client saw        pushes %" PRIu64 ", BYE %" PRIu64 ", TAIL %" PRIu64 ", TBYE %" PRIu64 ", FIN %" PRIu64
-           "; resets after TBYE %" PRIu64 "\n",
-           cr.pushes, cr.byes, cr.tails, cr.tbyes, cr.fins, cr.tbye_reset);
+           "; resets after TBYE %" PRIu64 ", after BYE and a helper's evio_close %" PRIu64 "\n",
+           cr.pushes, cr.byes, cr.tails, cr.tbyes, cr.fins, cr.tbye_reset, bye_explained);
     printf("  errors            mismatches %" PRIu64 ", protocol %" PRIu64 ", unexpected EOF %" PRIu64
            ", reset-as-EOF %" PRIu64 ", unexplained resets %" PRIu64 ", other %" PRIu64
            "; server: bad sum %lu, bad seq %lu, bad header %lu, write errors %lu, out of memory %lu\n",
