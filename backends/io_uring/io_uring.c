@@ -59,7 +59,9 @@
 #endif
 
 #define RING_ENTRIES 1024
-#define NBUFS 32       /* provided buffers, a power of two */
+#define NBUFS 128      /* provided buffers, a power of two: enough that 50
+                        * busy connections rarely run out (with 32, echo at
+                        * P=1 made 0.134 system calls per request, 0.106) */
 #define BUFSIZE 16384  /* each */
 #define BGID 0
 
@@ -300,9 +302,10 @@ static bool got_buffers(const evio__poller *p, const void *ctx)
 
 /* Queue the receives asked for since the last submission; returns how many
  * wait for the next one, or -EBUSY.  A multishot receive that starts on a
- * full socket takes up to 32 buffers at once, the whole ring, and one that
- * finds none ends with -ENOBUFS: started as asked, a flooding peer would
- * take every buffer before each other connection's turn, for ever.  So a
+ * full socket takes up to 32 buffers at once (the kernel's retries for one
+ * wakeup), a few such peers the whole ring, and one that finds none ends
+ * with -ENOBUFS: started as asked, flooding peers would take every buffer
+ * before each other connection's turn, for ever.  So a
  * receive that got buffers in the last batch (it ended for want of more)
  * waits one batch, unless all must start now (a cancel is coming). */
 static int start_recvs(evio__poller *p, bool all)
