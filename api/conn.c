@@ -114,6 +114,19 @@ static void act_after_end(evio_server *srv, evio_action a)
         evio__server_act(srv, a);
 }
 
+/* Close a dead connection's fd.  In completion mode a send or receive the
+ * backend has not submitted yet names the socket by fd number, and another
+ * loop's accept may take that number the moment it is free: the bytes
+ * would go to a stranger.  So while results are outstanding the fd stays
+ * open, and the loop closes it with the last one (evio__loop_bury). */
+void evio__conn_close_fd(evio_conn *c, int fd)
+{
+    bool held = (c->flags & EVIO__CONN_RING) && c->interest;
+    if (fd >= 0 && !held)
+        evio__sys.close(fd);
+    c->fd = held ? fd : -1;
+}
+
 void evio__conn_close(evio_conn *c, int err)
 {
     if (c->flags & EVIO__CONN_DEAD)
@@ -124,9 +137,7 @@ void evio__conn_close(evio_conn *c, int err)
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     }
-    if (fd >= 0)
-        evio__sys.close(fd);
-    c->fd = -1;
+    evio__conn_close_fd(c, fd);
     const evio_events *ev = events_of(c);
     if (ev->closed)
         act_after_end(c->loop->srv, ev->closed(c, err));

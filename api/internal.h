@@ -435,6 +435,7 @@ void evio__conn_update(evio_conn *c);
 bool evio__conn_retry_write(evio_conn *c);
 void evio__conn_link(evio__loop *l, evio_conn *c);
 void evio__conn_unlink(evio_conn *c);
+void evio__conn_close_fd(evio_conn *c, int fd); /* now, or after its last results */
 void evio__conn_fail(evio_conn *c, int err);
 int evio__conn_queue(evio_conn *c, const void *buf, size_t len);
 bool evio__translate_open(evio_conn *c, const evio_info *info);

@@ -74,6 +74,15 @@ int evio__loop_init(evio__loop *l, evio_server *srv, int index)
     return 0;
 }
 
+/* A dead connection's memory, and in completion mode the fd it held for
+ * its last results (evio__conn_close). */
+static void free_conn(evio_conn *c)
+{
+    if ((c->flags & EVIO__CONN_RING) && c->fd >= 0)
+        evio__sys.close(c->fd);
+    evio__conn_free(c);
+}
+
 void evio__loop_destroy(evio__loop *l)
 {
     if (l->poller)
@@ -82,7 +91,7 @@ void evio__loop_destroy(evio__loop *l)
     while (l->limbo) {
         evio_conn *c = l->limbo;
         l->limbo = c->next;
-        evio__conn_free(c);
+        free_conn(c);
     }
     pthread_mutex_destroy(&l->lock);
     evio__idmap_free(&l->ids);
@@ -299,7 +308,7 @@ void evio__loop_bury(evio__loop *l)
             c->next = l->limbo;
             l->limbo = c;
         } else {
-            evio__conn_free(c);
+            free_conn(c);
         }
     }
     for (evio_conn **p = &l->limbo; *p;) {
@@ -308,7 +317,7 @@ void evio__loop_bury(evio__loop *l)
             p = &c->next;
         } else {
             *p = c->next;
-            evio__conn_free(c);
+            free_conn(c);
         }
     }
 }

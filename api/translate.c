@@ -17,10 +17,8 @@ static bool translate_refused(evio_conn *c, int err)
         evio__dial_fail(c, err);
         return false;
     }
-    int fd = c->fd;
     evio__conn_unlink(c);
-    c->fd = -1;
-    evio__sys.close(fd);
+    evio__conn_close_fd(c, c->fd);
     return false;
 }
 
