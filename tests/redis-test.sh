@@ -725,7 +725,9 @@ server_stderr "second server"
 start_server --maxclients 2
 exec {c1}<>"/dev/tcp/127.0.0.1/$port"
 exec {c2}<>"/dev/tcp/127.0.0.1/$port"
-exchange 'PING\r\n'
+# Nothing sent: the error comes at accept, and a PING the server had not
+# read when it closed would turn its FIN into a reset (seen on libuv in CI)
+exchange ''
 check "past --maxclients: -ERR max number of clients reached" \
     "-ERR max number of clients reached"$'\r\n'"x closed=yes" "$reply closed=$closed"
 exec {c1}>&- {c2}>&-
