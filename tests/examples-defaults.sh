@@ -25,7 +25,7 @@ check() { # NAME WANT GOT
 run() {
     local name=$1 dir=$2
     shift 2
-    (cd "$dir" && exec timeout 5 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err") &
+    (cd "$dir" && exec timeout -k 5 5 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err") &
     local p=$!
     for _ in $(seq 100); do
         grep -q '^(loopback only' "$tmp/$name.out" 2>/dev/null && break

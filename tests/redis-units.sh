@@ -55,6 +55,8 @@ done
 
 timeout 900 "$suite/run-against" "$port" >"$tmp/out" 2>&1
 kill -TERM "$pid" 2>/dev/null
+for _ in $(seq 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+kill -KILL "$pid" 2>/dev/null # bounded: a server that never exits must not hang CI
 wait "$pid" 2>/dev/null
 pid=
 cat "$tmp/out"
