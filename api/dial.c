@@ -72,6 +72,9 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
         err = EVIO_ESHUTDOWN;
     }
     if (!err) {
+        /* Read before c is the loop's: it may fail the dial and free c
+         * as soon as the lock is let go (ASan, a faulted socket()). */
+        *id = c->id;
         c->qnext = l->dialq;
         l->dialq = c;
         /* Counts on its loop from now, as a handoff does, so that
@@ -85,7 +88,6 @@ static int dial(evio_server *srv, const char *addr, int timeout_ms, void *ctx, u
         evio__sys.free(c);
         return err;
     }
-    *id = c->id;
     evio__loop_signal(l);
     return 0;
 }
