@@ -51,7 +51,12 @@ if ! timeout 30 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=loca
     exit 1
 fi
 
-timeout -k 10 300 "$server" --host 127.0.0.1 --port 0 --tlsport 0 \
+# No leak check at this server's exit under ASan: in 2 of 5 clean-clone
+# runs LeakSanitizer's exit-time tracer waited for ever on the server
+# (see the SIGTERM wait below); leaks stay checked by the conformance suite, the soak and the
+# Redis, proxy and bounded tests under ASan.
+ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" \
+    timeout -k 10 300 "$server" --host 127.0.0.1 --port 0 --tlsport 0 \
     --tlscert "$tmp/cert.pem" --tlskey "$tmp/key.pem" >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 100); do
