@@ -113,8 +113,14 @@ targets() {
                 lim=$lim1; [ "$P" -gt 1 ] && lim=$limn
                 lim=$(echo "$lim" | sed "s/%t/${t:--}/")
                 case $lim in *' -') continue ;; -) lim='' ;; esac   # no target for this backend; not judged
-                v=$(awk -F'\t' -v w="$wl" -v l="$s" -v t="$test" -v P="$P" -v c=$c \
-                    '$1 == w && $2 == l && $4 == t && $5 == P { print $c; exit }' "$SUM")
+                case $metric in
+                p99/*)  # the median p99s' ratio, this server's to the named one's
+                    v=$(awk -F'\t' -v w="$wl" -v l="$s" -v r="${metric#p99/}" -v t="$test" -v P="$P" \
+                        '$1 == w && $4 == t && $5 == P && $2 == l { a = $8 } $1 == w && $4 == t && $5 == P && $2 == r { b = $8 }
+                         END { if (a > 0 && b > 0) printf "%.2f", a / b; else print "n/a" }' "$SUM") ;;
+                *)  v=$(awk -F'\t' -v w="$wl" -v l="$s" -v t="$test" -v P="$P" -v c=$c \
+                        '$1 == w && $2 == l && $4 == t && $5 == P { print $c; exit }' "$SUM") ;;
+                esac
                 [ "$metric" = pair ] && [ "${v:-n/a}" = n/a ] && continue   # no peer on that library
                 verdict=$(awk -v v="${v:-n/a}" -v lim="$lim" 'BEGIN { split(lim, l, " ")
                     if (lim == "") print ""; else if (v == "n/a") print "n/a"
