@@ -266,6 +266,7 @@ void evio__dial_expire(evio__loop *l, int64_t now)
     evio__timer *t;
     while ((t = evio__heap_top(&l->timers)) && t->due <= now) {
         evio_conn *c = ((evio__conn_rare *)((char *)t - offsetof(evio__conn_rare, dial_timer)))->conn;
+        evio__count(&l->stats.timeouts, 1);
         evio__dial_fail(c, -ETIMEDOUT); /* removes t from the heap */
     }
 }

@@ -390,7 +390,8 @@ typedef struct evio_stats {
                               * connection whose queue is empty holds none */
     uint64_t output_bytes;   /* the memory those buffers take, in bytes */
     uint64_t high_water;     /* times the high-water mark stopped a read */
-    uint64_t timeouts;       /* closed with -ETIMEDOUT: idle, write, deadline */
+    uint64_t timeouts;       /* closed with -ETIMEDOUT: idle, write,
+                              * deadline, dial */
 } evio_stats;
 
 /* Fill *total with the sum over all loops and, when per_loop is not NULL,

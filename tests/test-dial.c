@@ -253,6 +253,10 @@ START_TEST(test_dial_failures_fire_opened_then_closed)
     ck_assert_msg(ms >= 190 && ms < 900, "the 200 ms dial timed out after %.0f ms", ms);
     ck_assert_msg(atomic_load(&dl.resolver_calls) >= 3, "the resolver was not used");
     ck_assert_msg(!atomic_load(&dl.resolver_on_loop), "the resolver ran on the loop thread");
+    evio_stats st;
+    evio_server_stats(atomic_load(&hs.srv), &st, NULL, 0);
+    ck_assert_msg(st.timeouts == 1, "stats.timeouts %llu after one timed-out dial",
+                  (unsigned long long)st.timeouts);
 
     H_WAIT(h_log_count(H_CLOSED) == h_log_count(H_OPENED), 5000, "every connection closed");
     h_server_stop(&hs);
