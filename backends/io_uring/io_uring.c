@@ -59,9 +59,12 @@
 #endif
 
 #define RING_ENTRIES 1024
-#define NBUFS 128      /* provided buffers, a power of two: enough that 50
-                        * busy connections rarely run out (with 32, echo at
-                        * P=1 made 0.134 system calls per request, 0.106) */
+#define NBUFS 32       /* provided buffers, a power of two.  Each one in use
+                        * touches a page, and each reply sent from it holds
+                        * an output block until sent: 128 cost 234 bytes per
+                        * idle connection at 10,000 (docs/idle-memory.md),
+                        * 32 cost 181, for the same CPU and system calls
+                        * per echo request (0.104 against 0.097) */
 #define BUFSIZE 16384  /* each */
 #define BGID 0
 
