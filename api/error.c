@@ -10,7 +10,7 @@ const char *evio_strerror(int err)
     switch (err) {
     case 0: return "success";
     case EVIO_EADDR: return "malformed address (expected e.g. tcp://127.0.0.1:5000, tcp6://[::1]:5000 or unix:///path)";
-    case EVIO_ESCHEME: return "unknown address scheme (use tcp, tcp4, tcp6 or unix)";
+    case EVIO_ESCHEME: return "unknown address scheme (use tcp, tcp4, tcp6, udp, udp4, udp6 or unix)";
     case EVIO_EOPTION: return "unknown or malformed address option (supported: ?reuseport=true|false)";
     case EVIO_ENOADDR: return "no address to serve";
     case EVIO_EBACKEND: return "the event backend failed and cannot continue";
